@@ -1,0 +1,178 @@
+import path from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+/**
+ * Every environment variable the service reads: name, default and meaning.
+ * The README's configuration table is generated from this schema
+ * (`npm run docs:config`), so the two cannot drift apart.
+ */
+const Bool = (def: boolean, description: string) => Type.Boolean({ default: def, description })
+const Int = (def: number, description: string, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  Type.Integer({ default: def, minimum: min, maximum: max, description })
+const Str = (def: string, description: string) => Type.String({ default: def, description })
+const OptStr = (description: string) => Type.Optional(Type.String({ description }))
+
+export const ConfigSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development', description: 'development, test or production; production refuses unsafe settings' }),
+  MODE: Type.String({ default: 'api/v1', pattern: '^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$', description: 'URL prefix of every API route (may contain slashes), e.g. api/v1, dev/v1' }),
+  API_MODE: Str('', 'Free label of the deployment (shown by P/health); kept from the original project'),
+  DEBUG_MODE: Bool(false, 'Verbose errors (stack traces in error bodies); refused in production'),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino log level' }),
+  HOST: Str('0.0.0.0', 'Address the server listens on'),
+  PORT: Int(3000, 'Port the server listens on', 0, 65535),
+  DATA_DIR: Str('./data', 'Folder of the embedded mode: PGlite database, uploads, outbox, generated secret'),
+  DATABASE_URL: OptStr('PostgreSQL URL (postgres.js); unset = embedded PGlite in DATA_DIR/pglite'),
+  DB_POOL_MAX: Int(10, 'Maximum PostgreSQL connections per process', 1, 1000),
+  DB_CONNECT_TIMEOUT_SECONDS: Int(5, 'Longest wait for a new PostgreSQL connection; past it the request fails with 503', 1, 120),
+  DB_MIGRATE_ON_START: Bool(true, 'Apply migrations and default data at start (PostgreSQL; the embedded database always does). Set false when a one-shot migrate job does it'),
+  REDIS_URL: OptStr('Redis URL; unset = in-process store (single instance only)'),
+  REDIS_COMMAND_TIMEOUT_MS: Int(2000, 'A Redis command unanswered this long fails (and security checks fail closed)', 100, 60000),
+  REDIS_KEY_PREFIX: Str('', 'Prefix of every Redis key (lets several deployments or test files share one Redis)'),
+  JWT_SECRET_KEY: OptStr('HMAC secret for tokens and OTP hashes (32+ chars); alias JWT_SECRET; generated into DATA_DIR when unset outside production'),
+  JWT_ISSUER: Str('fastify-auth-backend', 'iss claim of issued tokens'),
+  JWT_AUDIENCE: Str('fastify-auth-backend-api', 'aud claim of issued tokens'),
+  ACCESS_TOKEN_EXPIRY_MINUTES: Int(60, 'Access token lifetime', 1),
+  SESSION_TOKEN_EXPIRY_MINUTES: Int(10080, 'Session token lifetime (7 days)', 1),
+  REFRESH_TOKEN_EXPIRY_MINUTES: Int(43200, 'Absolute session / refresh token lifetime (30 days)', 1),
+  SESSION_IDLE_TIMEOUT_MINUTES: Int(10080, 'A session unused (not refreshed) this long expires (7 days)', 1),
+  REFRESH_REUSE_GRACE_SECONDS: Int(10, 'A rotated refresh token replayed within this window gets the same new tokens instead of revoking the session', 0, 300),
+  LOGIN_LOCKOUT_THRESHOLD: Int(5, 'Consecutive failed logins on one account before it is locked (429 + Retry-After)', 1),
+  LOGIN_LOCKOUT_BASE_SECONDS: Int(30, 'First lockout; each further failure doubles it', 1),
+  LOGIN_LOCKOUT_MAX_SECONDS: Int(900, 'Longest lockout (15 minutes)', 1),
+  AUTH_RATE_LIMIT_PER_IP: Int(30, 'Login, token, refresh, OTP and sign-up requests per IP per minute, per route', 1),
+  AUTH_RATE_LIMIT_PER_IDENTIFIER: Int(10, 'Login / OTP / reset requests per identifier (email, phone, user name) per minute', 1),
+  AUTH_STATE_CACHE_SECONDS: Int(60, 'How long a cached session/user state is trusted before Postgres is asked again (revocations overwrite it at once)', 1, 3600),
+  RATE_LIMIT_MAX: Int(200, 'Global requests per IP per window', 1),
+  RATE_LIMIT_WINDOW_SECONDS: Int(60, 'Window of the global per-IP rate limit', 1),
+  TRUST_PROXY: Str('', 'Proxies whose X-Forwarded-For is honoured: comma-separated IPs/CIDRs, or a hop count; empty = none'),
+  CORS_ORIGINS: Str('', 'Comma-separated allow-list of browser origins; empty = no cross-origin access'),
+  BODY_LIMIT_BYTES: Int(1048576, 'Largest JSON/form body accepted (bytes); larger gets 413', 1024),
+  STORAGE_DRIVER: Type.Union([Type.Literal('local'), Type.Literal('gcs')], { default: 'local', description: 'Where uploaded files are kept: local = DATA_DIR/uploads (served back through signed URLs), gcs = Google Cloud Storage' }),
+  GOOGLE_STORAGE_BUCKET_NAME: OptStr('Cloud Storage bucket of STORAGE_DRIVER=gcs; credentials from GOOGLE_APPLICATION_CREDENTIALS or the ambient service account'),
+  GCS_API_ENDPOINT: OptStr('Cloud Storage API endpoint override (emulators, tests), e.g. http://127.0.0.1:4443; requests to it are not authenticated'),
+  GCS_PUBLIC_URLS: Bool(false, 'Give clients the public URL of GCS objects (the bucket must allow public reads); otherwise signed URLs'),
+  STORAGE_SIGNED_URL_TTL_SECONDS: Int(3600, 'Lifetime of the signed download URLs of uploaded files (local and GCS)', 60, 604800),
+  UPLOAD_MAX_BYTES_IMAGE: Int(10485760, 'Largest accepted image upload (bytes); larger gets 413 FILE_TOO_LARGE', 1),
+  UPLOAD_MAX_BYTES_VIDEO: Int(104857600, 'Largest accepted video upload (bytes)', 1),
+  UPLOAD_MAX_BYTES_PDF: Int(20971520, 'Largest accepted PDF upload (bytes)', 1),
+  UPLOAD_MAX_BYTES_DOCUMENT: Int(20971520, 'Largest accepted office document upload (bytes)', 1),
+  UPLOAD_URL_TIMEOUT_MS: Int(10000, 'Deadline of a URL upload: lookups, connections, redirects and body together', 100, 600000),
+  UPLOAD_URL_MAX_REDIRECTS: Int(3, 'Redirects a URL upload follows at most; each target is checked again', 0, 10),
+  UPLOAD_URL_ALLOW_LOOPBACK: Bool(false, 'Tests only: let URL uploads reach 127.0.0.0/8 and ::1 (every other private range stays refused); refused in production'),
+  PROFILE_PICTURE_MAX_DIMENSION: Int(1024, 'Profile pictures are scaled down to fit this many pixels per side', 64, 4096),
+  PROFILE_PICTURE_THUMBNAIL_SIZE: Int(128, 'Side of the square profile picture thumbnail (pixels)', 16, 512),
+  IMAGE_POOL_THREADS: Int(1, 'Worker threads re-encoding images (started on first use)', 1, 64),
+  ACTIVITY_LOG_REQUESTS: Bool(true, 'Write an activity_log row for every mutating request (POST/PUT/PATCH/DELETE) that has no explicit audit row; auth events are always written'),
+  ACTIVITY_FLUSH_INTERVAL_MS: Int(1000, 'Activity rows are buffered and written in batches at least this often', 10, 60000),
+  ACTIVITY_BATCH_SIZE: Int(200, 'A batch is written as soon as this many activity rows wait', 1, 2000),
+  ACTIVITY_BUFFER_MAX: Int(10000, 'Most activity rows held in memory (e.g. while PostgreSQL is down); when full, the oldest request rows are dropped and counted, audit rows never', 10, 1000000),
+  ACTIVITY_MIN_RETENTION_DAYS: Int(30, 'DELETE P/activity/cleanup refuses to delete rows younger than this many days', 1, 3650),
+  ACTIVITY_CLIENT_EVENTS_PER_MINUTE: Int(60, 'Client events (POST P/activity) a user may record per minute', 1),
+  DASHBOARD_CACHE_SECONDS: Int(30, 'How long a dashboard statistic is served from the cache; 0 = never cached', 0, 3600),
+  LOAD_SHED_EVENT_LOOP_DELAY_MS: Int(1000, 'Answer 503 (Retry-After) while the event loop lags more than this; 0 = never shed load', 0),
+  METRICS_ENABLED: Bool(true, 'Serve Prometheus metrics at GET /metrics'),
+  CLUSTER_MODE: Bool(false, 'Set when several instances run (PM2 cluster, replicas); refuses in-process stores in production'),
+  SENTRY_DSN: OptStr('Sentry DSN; unset = errors are only logged'),
+  SENTRY_ENVIRONMENT: OptStr('Sentry environment name (defaults to NODE_ENV)'),
+  SENTRY_TRACES_SAMPLE_RATE: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'Share of requests traced by Sentry' }),
+  BOOTSTRAP_ADMIN_EMAIL: OptStr('With BOOTSTRAP_ADMIN_PASSWORD: creates a super admin at start when none is active'),
+  BOOTSTRAP_ADMIN_PASSWORD: OptStr('Password of the bootstrap super admin'),
+  PASSWORD_MIN_LENGTH: Int(8, 'Shortest accepted password (characters)', 1, 128),
+  PASSWORD_MAX_LENGTH: Int(128, 'Longest accepted password (characters); longer is refused before hashing', 8, 1024),
+  ARGON2_MEMORY_KIB: Int(19456, 'Argon2id memory cost in KiB (19 MiB)', 1024),
+  ARGON2_TIME_COST: Int(2, 'Argon2id iterations', 1, 10),
+  ARGON2_PARALLELISM: Int(1, 'Argon2id lanes', 1, 8),
+  HASH_POOL_THREADS: Int(0, 'Worker threads hashing passwords; 0 = one per core', 0, 64),
+  SHUTDOWN_GRACE_MS: Int(10000, 'Longest graceful shutdown before the process exits anyway', 100),
+  APP_NAME: Str('Auth API', 'Product name shown in emails and text messages'),
+  EMAIL_HOST: OptStr('SMTP server; unset = email goes to the development outbox (DATA_DIR/outbox), or fails in production'),
+  EMAIL_PORT: Int(587, 'SMTP port (587 STARTTLS, 465 implicit TLS with EMAIL_SECURE)', 1, 65535),
+  EMAIL_SECURE: Bool(false, 'Connect to SMTP over TLS from the start (port 465); otherwise STARTTLS is used when offered'),
+  EMAIL_HOST_USER: OptStr('SMTP user name'),
+  EMAIL_HOST_PASSWORD: OptStr('SMTP password'),
+  EMAIL_FROM: OptStr('Sender address of emails (defaults to EMAIL_HOST_USER when it is an address, else no-reply@localhost)'),
+  TWILIO_ACCOUNT_SID: OptStr('Twilio account SID (AC...); with TWILIO_AUTH_TOKEN enables SMS and WhatsApp; unset = development outbox, or fails in production'),
+  TWILIO_AUTH_TOKEN: OptStr('Twilio auth token'),
+  TWILIO_PHONE_NUMBER: OptStr('Sender number of SMS (E.164), used when no messaging service is set'),
+  TWILIO_WHATSAPP_NUMBER: OptStr('Sender number of WhatsApp messages (E.164, without the whatsapp: prefix)'),
+  TWILIO_MESSAGING_SERVICE_ID: OptStr('Twilio messaging service SID (MG...); when set, SMS (and WhatsApp without TWILIO_WHATSAPP_NUMBER) are sent through it'),
+  TWILIO_API_BASE_URL: OptStr('Replaces https://api.twilio.com (tests point it at a local server)'),
+  NOTIFY_TIMEOUT_MS: Int(10000, 'Longest wait for the SMTP server or Twilio before a delivery counts as failed', 100, 120000),
+  OTP_LENGTH: Int(6, 'Digits of a one-time password', 4, 10),
+  OTP_TTL_SECONDS: Int(600, 'Lifetime of a one-time password (10 minutes)', 30, 86400),
+  OTP_MAX_ATTEMPTS: Int(5, 'Wrong guesses that burn a one-time password', 1, 20),
+  OTP_RESEND_COOLDOWN_SECONDS: Int(60, 'Shortest wait between two codes sent to one destination', 0, 3600),
+  OTP_DAILY_LIMIT: Int(10, 'Codes sent to one destination per UTC day', 1, 1000),
+  AVAILABILITY_RATE_LIMIT_PER_IP: Int(10, 'check-user-availability requests per IP per minute', 1),
+  REAUTH_WINDOW_MINUTES: Int(10, 'A login this recent counts as fresh for sensitive changes (email, phone, password); otherwise the current password is required', 1, 1440)
+})
+
+export type AppConfig = Static<typeof ConfigSchema>
+
+export class ConfigError extends Error {
+  constructor (readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const aliases: Record<string, string> = { JWT_SECRET: 'JWT_SECRET_KEY' }
+
+/** Reads, converts and validates the environment; throws ConfigError with one line per problem. */
+export function loadConfig (env: Record<string, string | undefined> = process.env): AppConfig {
+  const raw: Record<string, unknown> = {}
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key]
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+  for (const [alias, name] of Object.entries(aliases)) {
+    if (raw[name] === undefined && env[alias]) raw[name] = env[alias]
+  }
+  const converted = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, raw))
+  const problems = [...Value.Errors(ConfigSchema, converted)].map((e) => `${e.path.slice(1) || 'config'}: ${e.message} (got ${JSON.stringify(e.value)})`)
+  if (problems.length > 0) throw new ConfigError(problems)
+  const config = converted as AppConfig
+  problems.push(...productionProblems(config))
+  if (problems.length > 0) throw new ConfigError(problems)
+  return config
+}
+
+function productionProblems (config: AppConfig): string[] {
+  const problems: string[] = []
+  if (config.JWT_SECRET_KEY !== undefined && config.JWT_SECRET_KEY.length < 32) {
+    problems.push('JWT_SECRET_KEY: must be at least 32 characters')
+  }
+  if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
+  if (config.NODE_ENV !== 'production') return problems
+  if (!config.JWT_SECRET_KEY) problems.push('JWT_SECRET_KEY: required in production (32+ random characters)')
+  if (config.DEBUG_MODE) problems.push('DEBUG_MODE: must be off in production')
+  if (config.UPLOAD_URL_ALLOW_LOOPBACK) problems.push('UPLOAD_URL_ALLOW_LOOPBACK: must be off in production (it lets URL uploads reach this host)')
+  if (config.CLUSTER_MODE && !config.REDIS_URL) problems.push('REDIS_URL: required in production cluster mode (the in-process store is not shared between instances)')
+  if (config.CLUSTER_MODE && !config.DATABASE_URL) problems.push('DATABASE_URL: required in production cluster mode (the embedded database is single-process)')
+  if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined && config.BOOTSTRAP_ADMIN_PASSWORD.length < 12) problems.push('BOOTSTRAP_ADMIN_PASSWORD: at least 12 characters in production')
+  return problems
+}
+
+/** The API prefix, e.g. `/api/v1`. */
+export const apiPrefix = (config: AppConfig) => `/${config.MODE}`
+
+/**
+ * Outside production, a missing JWT_SECRET_KEY is generated once and kept in
+ * DATA_DIR/secret.key, so tokens survive restarts of `npm start`.
+ */
+export function withGeneratedSecret (config: AppConfig): AppConfig {
+  if (config.JWT_SECRET_KEY) return config
+  const file = path.join(config.DATA_DIR, 'secret.key')
+  let secret: string
+  try {
+    secret = readFileSync(file, 'utf8').trim()
+  } catch {
+    mkdirSync(config.DATA_DIR, { recursive: true })
+    secret = randomBytes(48).toString('base64url')
+    writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' })
+  }
+  return { ...config, JWT_SECRET_KEY: secret }
+}

@@ -1,0 +1,137 @@
+import { mkdirSync } from 'node:fs'
+import path from 'node:path'
+import type { PGlite } from '@electric-sql/pglite'
+import { sql, type SQL } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
+import postgres from 'postgres'
+import * as schema from './schema/index.ts'
+import { acquireDataDirLock, removeStalePostmasterPid } from './pglite-lock.ts'
+
+/**
+ * The database both drivers give: postgres.js in production, PGlite embedded.
+ * Repositories type against this, so the same code runs on either.
+ */
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
+export type Schema = typeof schema
+
+export interface DatabaseHandle {
+  db: Database
+  driver: 'pglite' | 'postgres'
+  /** Throws when the database cannot answer (readiness probes). */
+  ping: () => Promise<void>
+  /** Ends the pool or closes the PGlite instance this handle opened; idempotent. */
+  close: () => Promise<void>
+  stats: () => { driver: string, poolMax: number }
+}
+
+export interface OpenDatabaseOptions {
+  /** PostgreSQL URL; unset = embedded PGlite. */
+  url?: string
+  /** Embedded mode keeps its database in `${dataDir}/pglite`. */
+  dataDir: string
+  /** Connections per process (postgres.js). */
+  poolMax: number
+  /** An open PGlite the caller owns (tests clone one from a template); never closed here. */
+  pglite?: PGlite
+  /** How long opening a PostgreSQL connection may take before the query fails (default 5 s). */
+  connectTimeoutSeconds?: number
+}
+
+/**
+ * Rows of a raw `sql` query on either driver. `db.execute()` is typed
+ * `unknown` on the shared Database type because postgres.js returns an array
+ * of rows and PGlite an object with `rows`; this gives both as an array.
+ */
+export async function executeRows<T extends Record<string, unknown>> (db: Database, query: SQL): Promise<T[]> {
+  const result = await db.execute(query) as unknown
+  return (Array.isArray(result) ? [...result] : (result as { rows: T[] }).rows) as T[]
+}
+
+const postgresOptions = (max: number, connectTimeout = 5): postgres.Options<Record<string, postgres.PostgresType>> => ({
+  max,
+  // Idle connections go back after 30 s, so a burst does not pin the server's slots.
+  idle_timeout: 30,
+  // A down database must fail requests quickly (503), not hang them (SR-40).
+  connect_timeout: connectTimeout,
+  // NOTICEs (e.g. "relation already exists, skipping" from migrations) are not errors.
+  onnotice: () => {},
+  prepare: true,
+  connection: { application_name: 'fastify-auth-backend' }
+})
+
+// The URL stays out of the handle (which plugins decorate onto the app and
+// might log); only this module and dedicatedConnection() can see it.
+const urls = new WeakMap<DatabaseHandle, string>()
+
+/** Opens postgres.js when `url` is set, else the embedded PGlite. */
+export async function openDatabase (opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
+  if (opts.url) return openPostgres(opts.url, opts.poolMax, opts.connectTimeoutSeconds)
+  if (opts.pglite) return wrapPglite(opts.pglite, async () => {})
+  return openEmbedded(path.join(opts.dataDir, 'pglite'))
+}
+
+/**
+ * A separate single-connection client with the pool's settings (postgres only;
+ * undefined for PGlite). Session-level state such as an advisory lock needs one
+ * connection that no pooled query can share. The caller ends it.
+ */
+export function dedicatedConnection (handle: DatabaseHandle): postgres.Sql | undefined {
+  const url = urls.get(handle)
+  return url === undefined ? undefined : postgres(url, postgresOptions(1))
+}
+
+function openPostgres (url: string, poolMax: number, connectTimeout?: number): DatabaseHandle {
+  // postgres.js connects lazily: opening succeeds while the server is down and
+  // the app recovers by itself once it is back (SR-40).
+  const client = postgres(url, postgresOptions(poolMax, connectTimeout))
+  const db = drizzlePostgres({ client, schema })
+  let closed: Promise<void> | undefined
+  const handle: DatabaseHandle = {
+    db,
+    driver: 'postgres',
+    ping: async () => { await db.execute(sql`select 1`) },
+    close: () => (closed ??= client.end({ timeout: 5 })),
+    stats: () => ({ driver: 'postgres', poolMax })
+  }
+  urls.set(handle, url)
+  return handle
+}
+
+async function openEmbedded (folder: string): Promise<DatabaseHandle> {
+  mkdirSync(folder, { recursive: true })
+  // PGlite takes no lock of its own: two processes on one folder would both
+  // write and corrupt it (e.g. `npm run create-admin` while `npm start` runs).
+  const release = await acquireDataDirLock(folder)
+  try {
+    removeStalePostmasterPid(folder)
+    // Loaded on demand: a PostgreSQL deployment never pays for the WASM build.
+    const { PGlite } = await import('@electric-sql/pglite')
+    const pglite = new PGlite({ dataDir: folder })
+    await pglite.waitReady
+    return await wrapPglite(pglite, async () => {
+      try {
+        await pglite.close()
+      } finally {
+        release()
+      }
+    })
+  } catch (error) {
+    release()
+    throw error
+  }
+}
+
+async function wrapPglite (pglite: PGlite, shutdown: () => Promise<void>): Promise<DatabaseHandle> {
+  const { drizzle: drizzlePglite } = await import('drizzle-orm/pglite')
+  const db = drizzlePglite({ client: pglite, schema })
+  let closed: Promise<void> | undefined
+  return {
+    db,
+    driver: 'pglite',
+    ping: async () => { await db.execute(sql`select 1`) },
+    close: () => (closed ??= shutdown()),
+    // One WASM backend: every query runs on it in turn.
+    stats: () => ({ driver: 'pglite', poolMax: 1 })
+  }
+}

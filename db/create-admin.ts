@@ -1,0 +1,159 @@
+import { parseArgs } from 'node:util'
+import type { AppConfig } from '../config.ts'
+import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
+
+/**
+ * `tsx db/create-admin.ts --email a@b.c [--password ...]`
+ *
+ * Creates a super admin, or makes the existing account with that email one.
+ * The password (only needed to create) comes from --password, then
+ * CREATE_ADMIN_PASSWORD, then a hidden prompt when stdin is a terminal. There
+ * is deliberately no master OTP or default password: this is the way in.
+ *
+ * Exit codes: 0 done, 1 failure (database, refused account), 2 bad usage.
+ */
+
+const USAGE = 'usage: create-admin --email <address> [--password <password>]  (or CREATE_ADMIN_PASSWORD, or a prompt)'
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
+
+class UsageError extends Error {}
+
+async function main (argv: string[]): Promise<number> {
+  let values: { email?: string, password?: string, help?: boolean }
+  try {
+    values = parseArgs({
+      args: argv,
+      options: { email: { type: 'string' }, password: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      strict: true
+    }).values
+  } catch (error) {
+    console.error(`create-admin: ${errorMessage(error)}\n${USAGE}`)
+    return 2
+  }
+  if (values.help) {
+    console.log(USAGE)
+    return 0
+  }
+  if (!values.email || !EMAIL.test(values.email.trim())) {
+    console.error(`create-admin: a valid --email is required\n${USAGE}`)
+    return 2
+  }
+  // Loaded only now, so a usage error answers at once instead of after the
+  // database drivers and the hashing library are loaded.
+  const [{ ConfigError, loadConfig }, { createOrPromoteSuperAdmin, findUserByEmail, normalizeEmail, SuperAdminError }, { openDatabase }, { migrateDatabase }, { seedDatabase }] =
+    await Promise.all([import('../config.ts'), import('./admin.ts'), import('./client.ts'), import('./migrate.ts'), import('./seed.ts')])
+  const email = normalizeEmail(values.email)
+
+  await loadDotenv()
+  let config: AppConfig
+  try {
+    config = loadConfig()
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) console.error(`config: ${problem}`)
+      return 2
+    }
+    throw error
+  }
+  const checkPassword = (password: string) => {
+    if (password.length < config.PASSWORD_MIN_LENGTH || password.length > config.PASSWORD_MAX_LENGTH) {
+      throw new UsageError(`the password must have ${config.PASSWORD_MIN_LENGTH} to ${config.PASSWORD_MAX_LENGTH} characters`)
+    }
+    return password
+  }
+  // A password that was given is checked before the database is opened, even
+  // if the account turns out to exist (and the password is then not used).
+  const given = values.password ?? process.env.CREATE_ADMIN_PASSWORD
+  try {
+    if (given !== undefined) checkPassword(given)
+  } catch (error) {
+    console.error(`create-admin: ${errorMessage(error)}`)
+    return 2
+  }
+
+  const handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })
+  try {
+    // The same rule as the server's start: the embedded database is always
+    // brought up to date; PostgreSQL unless a separate migrate job owns that.
+    if (handle.driver === 'pglite' || config.DB_MIGRATE_ON_START) {
+      await migrateDatabase(handle)
+      await seedDatabase(handle.db)
+    }
+    const existing = await findUserByEmail(handle.db, email)
+    let password: string | undefined
+    if (!existing) {
+      password = given ?? (process.stdin.isTTY ? checkPassword(await promptNewPassword()) : undefined)
+      if (password === undefined) throw new UsageError('no account has this email yet; give a password with --password, CREATE_ADMIN_PASSWORD or on a terminal')
+    }
+    const result = await createOrPromoteSuperAdmin(handle.db, {
+      email,
+      password,
+      hashParams: { memoryCost: config.ARGON2_MEMORY_KIB, timeCost: config.ARGON2_TIME_COST, parallelism: config.ARGON2_PARALLELISM }
+    })
+    const ignored = existing && given !== undefined ? '; its password was not changed' : ''
+    const lines: Record<typeof result.outcome, string> = {
+      created: `created super admin ${email} (${result.userId})`,
+      promoted: `promoted ${email} (${result.userId}) to super admin${result.reactivated ? ' and reactivated the account' : ''}${ignored}`,
+      already: `${email} (${result.userId}) is already an active super admin${ignored}`
+    }
+    console.log(lines[result.outcome])
+    return 0
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`create-admin: ${error.message}`)
+      return 2
+    }
+    if (error instanceof SuperAdminError) {
+      console.error(`create-admin: ${error.message}`)
+      return 1
+    }
+    throw error
+  } finally {
+    await handle.close()
+  }
+}
+
+async function promptNewPassword (): Promise<string> {
+  const first = await promptHidden('Password for the new super admin: ')
+  const second = await promptHidden('Repeat the password: ')
+  if (first !== second) throw new UsageError('the passwords do not match')
+  return first
+}
+
+/** Reads one line from the terminal without echoing it. */
+function promptHidden (question: string): Promise<string> {
+  const { stdin, stderr } = process
+  return new Promise((resolve, reject) => {
+    let typed = ''
+    stderr.write(question)
+    stdin.setRawMode(true)
+    stdin.resume()
+    stdin.setEncoding('utf8')
+    const finish = (error?: Error) => {
+      stdin.setRawMode(false)
+      stdin.pause()
+      stdin.off('data', onData)
+      stderr.write('\n')
+      if (error) reject(error)
+      else resolve(typed)
+    }
+    const onData = (chunk: string) => {
+      for (const char of chunk) {
+        if (char === '\r' || char === '\n') return finish()
+        if (char === '\u0003' || char === '\u0004') return finish(new UsageError('cancelled'))
+        if (char === '\u007f' || char === '\b') typed = typed.slice(0, -1)
+        else typed += char
+      }
+    }
+    stdin.on('data', onData)
+  })
+}
+
+if (isMainModule(import.meta.url)) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code
+  }, (error: unknown) => {
+    console.error(`create-admin failed: ${errorMessage(error)}`)
+    process.exitCode = 1
+  })
+}

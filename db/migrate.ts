@@ -1,0 +1,78 @@
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
+import type { PgliteDatabase } from 'drizzle-orm/pglite'
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
+import { loadConfig } from '../config.ts'
+import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
+import { dedicatedConnection, openDatabase, type DatabaseHandle, type Schema } from './client.ts'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+
+/**
+ * Where the SQL migrations are. Looked up relative to this file, never the
+ * working directory, so `tsx db/migrate.ts` works from anywhere:
+ * - from source, this file is `<root>/db/migrate.ts`: `./migrations`;
+ * - from a build, it is `<root>/dist/db/migrate.js`. `npm run build` copies
+ *   the folder to `dist/db/migrations`; a build made by plain `tsc` has no
+ *   .sql files, so `<root>/db/migrations` (two levels up) is the fallback.
+ */
+export function resolveMigrationsFolder (): string {
+  const candidates = [path.join(here, 'migrations'), path.join(here, '..', '..', 'db', 'migrations')]
+  const found = candidates.find((dir) => existsSync(path.join(dir, 'meta', '_journal.json')))
+  if (!found) throw new Error(`No migrations found; looked in ${candidates.join(', ')}`)
+  return found
+}
+
+// Any constant works as long as nothing else in the database uses it; this is
+// the first 8 bytes of sha256("fastify-auth-backend:migrate") as a signed int64.
+const MIGRATION_LOCK_KEY = 1_520_769_055_570_624_261n
+
+/**
+ * Applies pending migrations. On PostgreSQL several instances may start at
+ * once: each takes a session advisory lock on a connection of its own first, so
+ * one migrates and the others then find nothing left to do. (Drizzle's
+ * migrator reads the last applied migration before it opens its transaction,
+ * so without the lock two instances could both apply the same file.) PGlite is
+ * single-process and its folder lock already excludes a second instance.
+ */
+export async function migrateDatabase (handle: DatabaseHandle): Promise<void> {
+  const migrationsFolder = resolveMigrationsFolder()
+  if (handle.driver === 'pglite') {
+    // Safe: a 'pglite' handle's db is the Drizzle PGlite database; the shared
+    // Database type only hides the driver-specific brand the migrator asks for.
+    await migratePglite(handle.db as unknown as PgliteDatabase<Schema>, { migrationsFolder })
+    return
+  }
+  const client = dedicatedConnection(handle)
+  if (!client) throw new Error('migrateDatabase: the handle was not opened by openDatabase()')
+  try {
+    await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
+    await migratePostgres(drizzlePostgres({ client }), { migrationsFolder })
+    await client`select pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
+  } finally {
+    // Ending the session also drops the lock if the migration failed.
+    await client.end({ timeout: 5 })
+  }
+}
+
+async function main (): Promise<void> {
+  await loadDotenv()
+  const config = loadConfig()
+  const handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 1 })
+  try {
+    await migrateDatabase(handle)
+    console.log(`migrations applied (${handle.driver})`)
+  } finally {
+    await handle.close()
+  }
+}
+
+if (isMainModule(import.meta.url)) {
+  main().catch((error: unknown) => {
+    console.error(`migrate failed: ${errorMessage(error)}`)
+    process.exitCode = 1
+  })
+}

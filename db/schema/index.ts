@@ -1,0 +1,6 @@
+export * from './users.ts'
+export * from './rbac.ts'
+export * from './sessions.ts'
+export * from './activity.ts'
+export * from './media.ts'
+export * from './relations.ts'

@@ -1,0 +1,40 @@
+import { sql } from 'drizzle-orm'
+import { check, index, integer, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { inList } from './checks.ts'
+import { user } from './users.ts'
+
+export const authMethods = ['password', 'otp', 'oauth_password'] as const
+export type AuthMethod = typeof authMethods[number]
+
+const timestamptz = (name: string) => timestamp(name, { withTimezone: true })
+
+/**
+ * One row per login (device). This row, not the cache, decides whether tokens
+ * carrying its id are still valid, so revocations survive a cache flush.
+ */
+export const session = pgTable('session', {
+  session_id: uuid('session_id').primaryKey().defaultRandom(),
+  user_id: uuid('user_id').notNull().references(() => user.user_id, { onDelete: 'cascade' }),
+  // Per-session salt of the refresh token MAC: a leaked server secret alone
+  // cannot mint refresh tokens for existing sessions.
+  refresh_secret: text('refresh_secret').notNull(),
+  refresh_generation: integer('refresh_generation').notNull().default(0),
+  rotated_at: timestamptz('rotated_at'),
+  auth_method: text('auth_method', { enum: authMethods }).notNull(),
+  device_name: text('device_name'),
+  ip_address: text('ip_address'),
+  user_agent: text('user_agent'),
+  created_at: timestamptz('created_at').notNull().defaultNow(),
+  last_used_at: timestamptz('last_used_at').notNull().defaultNow(),
+  expires_at: timestamptz('expires_at').notNull(),
+  revoked_at: timestamptz('revoked_at'),
+  revoked_reason: text('revoked_reason')
+}, (t) => [
+  check('session_auth_method_check', inList(t.auth_method, authMethods)),
+  check('session_refresh_generation_check', sql`${t.refresh_generation} >= 0`),
+  // "Revoke all my other sessions" and the sessions list only look at live rows.
+  index('session_user_id_active_idx').on(t.user_id).where(sql`revoked_at is null`)
+])
+
+export type Session = typeof session.$inferSelect
+export type NewSession = typeof session.$inferInsert

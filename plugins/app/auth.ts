@@ -1,0 +1,90 @@
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import { AppError } from '../../schemas/errors.ts'
+import type { TokenClaims, TokenType, UserState } from './sessions.ts'
+
+/**
+ * Authenticates every request to a non-public route, then authorizes it against
+ * the permissions its config names (deny by default, SR-24). Credentials come
+ * from `Authorization: Bearer <access|session>` or `X-Session-Token: <session>`,
+ * never from the query string (SR-17). A super admin passes every permission
+ * check, which only an active account can reach (SR-28).
+ */
+export interface AuthContext {
+  userId: string
+  sessionId: string
+  tokenType: TokenType
+  claims: TokenClaims
+  state: UserState
+  permissions: readonly string[]
+  superAdmin: boolean
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth?: AuthContext
+  }
+}
+
+const QUERY_CREDENTIALS = ['token', 'access_token', 'session_token', 'refresh_token', 'jwt']
+
+export function hasPermissions (auth: AuthContext, required: readonly string[]) {
+  return auth.superAdmin || required.every((p) => auth.permissions.includes(p))
+}
+
+export default fp(async (fastify) => {
+  function readCredential (request: FastifyRequest): { token: string, from: 'authorization' | 'x-session-token' } | undefined {
+    const query = request.query as Record<string, unknown> | undefined
+    if (query && QUERY_CREDENTIALS.some((k) => k in query)) throw new AppError('AUTH_INVALID_TOKEN', { details: { reason: 'tokens are not accepted in the query string' } })
+    const authorization = request.headers.authorization
+    if (authorization !== undefined) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
+      if (!match) throw new AppError('AUTH_INVALID_TOKEN', { details: { reason: 'expected Authorization: Bearer <token>' } })
+      return { token: match[1], from: 'authorization' }
+    }
+    const sessionHeader = request.headers['x-session-token']
+    if (typeof sessionHeader === 'string' && sessionHeader.length > 0) return { token: sessionHeader.trim(), from: 'x-session-token' }
+    return undefined
+  }
+
+  function verify (token: string): TokenClaims {
+    try {
+      return fastify.jwt.verify<TokenClaims>(token)
+    } catch (error) {
+      const code = (error as { code?: string }).code
+      throw new AppError(code === 'FAST_JWT_EXPIRED' ? 'AUTH_TOKEN_EXPIRED' : 'AUTH_INVALID_TOKEN')
+    }
+  }
+
+  /** Verifies the request's credential and loads its session state; 401 on any doubt. */
+  async function authenticate (request: FastifyRequest): Promise<AuthContext> {
+    const credential = readCredential(request)
+    if (!credential) throw new AppError('AUTH_REQUIRED')
+    const claims = verify(credential.token)
+    if (claims.type !== 'access' && claims.type !== 'session') throw new AppError('AUTH_INVALID_TOKEN')
+    if (credential.from === 'x-session-token' && claims.type !== 'session') throw new AppError('AUTH_INVALID_TOKEN')
+    const state = await fastify.sessions.check(claims)
+    const permissions = claims.type === 'session' && claims.pv === state.pv && claims.perms ? claims.perms : state.p
+    return { userId: claims.sub, sessionId: claims.sid, tokenType: claims.type, claims, state, permissions, superAdmin: state.su }
+  }
+
+  fastify.decorate('authenticate', authenticate)
+
+  fastify.addHook('onRequest', async (request) => {
+    const config = request.routeOptions.config as { public?: boolean, permissions?: string[] }
+    if (config.public || request.is404) return
+    const auth = await authenticate(request)
+    request.auth = auth
+    request.userLanguage = auth.state.l
+    const required = config.permissions ?? []
+    if (required.length > 0 && !hasPermissions(auth, required)) {
+      throw new AppError('FORBIDDEN', { details: { required } })
+    }
+  })
+}, { name: 'auth', dependencies: ['access', 'errors', 'sessions'] })
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    authenticate: (request: FastifyRequest) => Promise<AuthContext>
+  }
+}

@@ -1,0 +1,132 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import findMyWay from 'find-my-way'
+import { AppError, errorCodes, type ErrorCode } from '../../schemas/errors.ts'
+
+/**
+ * One place turns every failure into the error envelope of API.md:
+ * `{ success: false, error: { id, code, message, details?, timestamp } }`.
+ */
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Reports an unexpected error (Sentry when configured). Set by plugins/external/sentry.ts. */
+    reportError: (error: unknown, request?: FastifyRequest) => void
+  }
+}
+
+const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS'] as const
+
+/** Errors meaning "a dependency is down": the client should retry, the process stays up (SR-40, SR-41). */
+export function isDependencyDown (error: unknown): boolean {
+  const e = error as { code?: string, name?: string, message?: string, errno?: string } | null
+  if (!e || typeof e !== 'object') return false
+  const code = String(e.code ?? e.errno ?? '')
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'NOT_READY'].includes(code)) return true
+  // PostgreSQL classes 08 (connection), 53 (resources), 57P (operator intervention: shutdown)
+  if (/^(08|53|57P)/.test(code)) return true
+  if (e.name === 'MaxRetriesPerRequestError') return true
+  const message = String(e.message ?? '')
+  if (/Connection is closed|enableOfflineQueue|Stream isn't writeable|connect ECONNREFUSED|PGlite is closed|Command timed out/i.test(message)) return true
+  const cause = (error as { cause?: unknown }).cause
+  return cause !== undefined && cause !== error ? isDependencyDown(cause) : false
+}
+
+/** Maps any thrown value to an AppError with a stable code. */
+export function toAppError (error: unknown): AppError {
+  if (error instanceof AppError) return error
+  const e = error as FastifyError & { validation?: unknown[], type?: string }
+  if (e?.validation) {
+    return new AppError('VALIDATION_ERROR', {
+      details: (e.validation as Array<{ instancePath?: string, message?: string, params?: Record<string, unknown> }>).map((v) => ({
+        field: `${e.validationContext ?? 'body'}${v.instancePath ?? ''}`.replace(/\/$/, ''),
+        message: v.message,
+        ...(v.params && 'additionalProperty' in v.params ? { unknown_field: v.params.additionalProperty } : {}),
+        ...(v.params && 'allowedValues' in v.params ? { allowed: v.params.allowedValues } : {})
+      }))
+    })
+  }
+  switch (e?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return new AppError('PAYLOAD_TOO_LARGE', { cause: error })
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+      return new AppError('UNSUPPORTED_MEDIA_TYPE', { cause: error })
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new AppError('MALFORMED_JSON', { cause: error })
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+    case 'FST_ERR_CTP_EMPTY_TYPE':
+      return new AppError('BAD_REQUEST', { cause: error })
+  }
+  if (e instanceof SyntaxError && e.statusCode === 400) return new AppError('MALFORMED_JSON', { cause: error })
+  if (isDependencyDown(error)) return new AppError('SERVICE_UNAVAILABLE', { cause: error })
+  const status = typeof e?.statusCode === 'number' ? e.statusCode : 500
+  if (status === 429) return new AppError('RATE_LIMITED', { cause: error })
+  if (status === 413) return new AppError('PAYLOAD_TOO_LARGE', { cause: error })
+  if (status === 415) return new AppError('UNSUPPORTED_MEDIA_TYPE', { cause: error })
+  if (status === 404) return new AppError('NOT_FOUND', { cause: error })
+  if (status === 503) return new AppError('SERVICE_UNAVAILABLE', { cause: error })
+  if (status >= 400 && status < 500) return new AppError('BAD_REQUEST', { cause: error, status })
+  return new AppError('INTERNAL_ERROR', { cause: error })
+}
+
+export default fp(async (fastify) => {
+  // A router of every path, any method: tells a 404 (no such path) from a 405 (path exists, other method).
+  const paths = findMyWay()
+  const allowed = new Map<string, Set<string>>()
+  fastify.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    let set = allowed.get(route.url)
+    if (!set) {
+      set = new Set()
+      allowed.set(route.url, set)
+      paths.on('GET', route.url, () => {}, { url: route.url })
+    }
+    for (const m of methods) set.add(m)
+  })
+
+  const debug = fastify.config.DEBUG_MODE && fastify.config.NODE_ENV !== 'production'
+
+  function send (error: AppError, request: FastifyRequest, reply: FastifyReply) {
+    if (error.retryAfter !== undefined) reply.header('Retry-After', String(Math.max(1, Math.ceil(error.retryAfter))))
+    const body = {
+      success: false as const,
+      error: {
+        id: String(request.id),
+        code: error.code,
+        message: request.t(`errors.${error.code}`, error.params),
+        ...(error.details !== undefined ? { details: error.details } : {}),
+        ...(debug && error.statusCode >= 500 && error.cause instanceof Error ? { details: { stack: error.cause.stack } } : {}),
+        timestamp: new Date().toISOString()
+      }
+    }
+    return reply.code(error.statusCode).type('application/json; charset=utf-8').send(body)
+  }
+
+  fastify.setErrorHandler((raw, request, reply) => {
+    const error = toAppError(raw)
+    if (error.statusCode >= 500) {
+      if (error.code === 'SERVICE_UNAVAILABLE') request.log.warn({ err: raw }, 'dependency unavailable')
+      else {
+        request.log.error({ err: raw }, 'unexpected error')
+        fastify.reportError(raw, request)
+      }
+    }
+    return send(error, request, reply)
+  })
+
+  fastify.setNotFoundHandler((request, reply) => {
+    const match = paths.find('GET', (request.raw.url ?? '/').split('?')[0])
+    if (match) {
+      const url = (match.store as { url: string }).url
+      const methods = [...(allowed.get(url) ?? [])].filter((m) => (HTTP_METHODS as readonly string[]).includes(m))
+      reply.header('Allow', methods.join(', '))
+      return send(new AppError('METHOD_NOT_ALLOWED', { details: { allowed: methods } }), request, reply)
+    }
+    return send(new AppError('NOT_FOUND'), request, reply)
+  })
+}, { name: 'errors', dependencies: ['i18n'] })
+
+export { errorCodes, type ErrorCode }

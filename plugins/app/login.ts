@@ -1,0 +1,62 @@
+import fp from 'fastify-plugin'
+import type { FastifyRequest } from 'fastify'
+import { AppError } from '../../schemas/errors.ts'
+import { normalizeIdentifier } from './users.ts'
+import type { ClientContext, TokenBundle } from './sessions.ts'
+import { keyOf } from './throttle.ts'
+
+/**
+ * Password login, shared by `P/auth/login-with-password` and the OAuth2 `P/token`.
+ * Unknown identifier and wrong password take the same path: same status, code and
+ * message, and a real Argon2 verification against a dummy hash (SR-7). Failures
+ * count per account and lock it with a growing back-off (SR-9); the identifier
+ * has its own rate limit (SR-10).
+ */
+export interface LoginService {
+  withPassword: (request: FastifyRequest, identifier: string, password: string, method: ClientContext['method']) => Promise<TokenBundle>
+  /** Enforces the password length rules before any work (SR-1). */
+  assertPasswordLength: (password: string) => void
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { login: LoginService }
+}
+
+export default fp(async (fastify) => {
+  const { config, throttle, users, passwords, sessions } = fastify
+
+  function assertPasswordLength (password: string) {
+    const length = [...password].length
+    if (length > config.PASSWORD_MAX_LENGTH) throw new AppError('PASSWORD_TOO_LONG', { params: { max: config.PASSWORD_MAX_LENGTH } })
+  }
+
+  async function withPassword (request: FastifyRequest, identifier: string, password: string, method: ClientContext['method']) {
+    assertPasswordLength(password)
+    await throttle.limit('login-id', identifier, config.AUTH_RATE_LIMIT_PER_IDENTIFIER, 60_000)
+    const found = await users.findByIdentifier(identifier)
+    // Locks key on the account when it exists, else on the identifier: both behave alike.
+    const account = found ? `user:${found.user_id}` : `id:${normalizeIdentifier(identifier)?.value ?? identifier.toLowerCase()}`
+    await throttle.assertNotLocked(account)
+    const { ok, needsRehash } = await passwords.verify(found?.password ?? null, password)
+    if (!found || !ok) {
+      const { lockedForSeconds } = await throttle.recordFailure(account)
+      await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { method, identifier_hash: keyOf(identifier) } })
+      if (lockedForSeconds > 0) {
+        await fastify.audit(request, { action: 'account_locked', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { seconds: lockedForSeconds, identifier_hash: keyOf(identifier) } })
+      }
+      throw new AppError('AUTH_INVALID_CREDENTIALS')
+    }
+    if (!found.is_active || found.status !== 'active') {
+      await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method, reason: 'inactive' } })
+      throw new AppError('AUTH_ACCOUNT_INACTIVE')
+    }
+    await throttle.clearFailures(account)
+    if (needsRehash) await users.setPasswordHash(found.user_id, await passwords.hash(password))
+    const current = await users.recordLogin(found.user_id)
+    const bundle = await sessions.create(current, { ip: request.ip, userAgent: request.headers['user-agent'], method })
+    await fastify.audit(request, { action: 'login_success', userId: found.user_id, targetUserId: found.user_id, sessionId: bundle.session_id, metadata: { method, rehashed: needsRehash } })
+    return bundle
+  }
+
+  fastify.decorate('login', { withPassword, assertPasswordLength })
+}, { name: 'login', dependencies: ['throttle', 'users', 'passwords', 'sessions', 'activity'] })

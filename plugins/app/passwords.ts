@@ -1,0 +1,138 @@
+import os from 'node:os'
+import { randomBytes } from 'node:crypto'
+import fp from 'fastify-plugin'
+import Tinypool from 'tinypool'
+import { AppError } from '../../schemas/errors.ts'
+import type { HashParams, HashTask, VerifyResult, VerifyTask } from '../../workers/password.ts'
+
+/**
+ * Password policy and hashing (SR-1 to SR-5, SR-7). Length and the common-password
+ * list are checked on the event loop (cheap); Argon2id runs in a tinypool of
+ * worker threads so a burst of logins never blocks request handling.
+ */
+export interface PasswordService {
+  /** Throws PASSWORD_TOO_SHORT, PASSWORD_TOO_LONG or WEAK_PASSWORD; never hashes. */
+  check: (password: string) => void
+  /**
+   * An Argon2id hash with the configured parameters; refuses an over-long password
+   * before hashing. Applies no other rule, so a legacy password that `check` would
+   * now refuse can still be re-hashed at login; call `check` first for new passwords.
+   */
+  hash: (password: string) => Promise<string>
+  /**
+   * Checks a password against a stored hash (Argon2id, or legacy bcrypt which always
+   * needs a rehash). A null hash (unknown user) still costs one real Argon2 verification.
+   */
+  verify: (hash: string | null | undefined, password: string) => Promise<VerifyResult>
+  /** The thread id of a pool worker; 0 would mean the main thread. */
+  workerThreadId: () => Promise<number>
+  /** Tasks handed to the worker pool since start, by kind (metrics, tests). */
+  readonly tasks: Readonly<Record<'hash' | 'verify' | 'threadId', number>>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { passwords: PasswordService }
+}
+
+// From TypeScript sources (tsx, tap) the worker starts from a shim that loads the
+// .ts module through tsx by itself, so it inherits none of the parent's loader
+// flags (tap's ts-node would add a second or so to each worker's start). The tsc
+// build runs dist/workers/password.js beside us, with the parent's flags.
+const fromSource = import.meta.url.endsWith('.ts')
+const workerOptions = fromSource
+  ? { filename: new URL('../../workers/password.dev.mjs', import.meta.url).href, execArgv: [] }
+  : { filename: new URL('../../workers/password.js', import.meta.url).href }
+
+const IDLE_THREAD_MS = 60_000
+
+let commonPasswords: Promise<ReadonlySet<string>> | undefined
+
+/** The zxcvbn-ts list of ~49,000 leaked passwords, lower-cased, loaded once per process. */
+export function loadCommonPasswords (): Promise<ReadonlySet<string>> {
+  commonPasswords ??= import('@zxcvbn-ts/language-common').then(({ dictionary }) =>
+    new Set(dictionary['passwords-common'].map((p) => p.toLowerCase())))
+  return commonPasswords
+}
+
+/**
+ * Length in Unicode code points, which is what a person counts as characters (an
+ * emoji is one). Only called on strings of at most 2 × max UTF-16 units.
+ */
+const codePointLength = (password: string) => [...password].length
+
+export default fp(async (fastify) => {
+  const config = fastify.config
+  const min = config.PASSWORD_MIN_LENGTH
+  const max = config.PASSWORD_MAX_LENGTH
+  const params: HashParams = { memoryCost: config.ARGON2_MEMORY_KIB, timeCost: config.ARGON2_TIME_COST, parallelism: config.ARGON2_PARALLELISM }
+  const common = await loadCommonPasswords()
+
+  // A code point is at most two UTF-16 units, so a string longer than 2 × max
+  // units is too long without counting it (a 1 MiB body stays cheap).
+  const tooLong = (password: string) => password.length > max && (password.length > 2 * max || codePointLength(password) > max)
+
+  function check (password: string): void {
+    if (tooLong(password)) throw new AppError('PASSWORD_TOO_LONG', { params: { min, max } })
+    if (codePointLength(password) < min) throw new AppError('PASSWORD_TOO_SHORT', { params: { min, max } })
+    if (common.has(password.toLowerCase())) throw new AppError('WEAK_PASSWORD')
+  }
+
+  const pool = new Tinypool({
+    ...workerOptions,
+    minThreads: 1,
+    maxThreads: config.HASH_POOL_THREADS || os.availableParallelism(),
+    idleTimeout: IDLE_THREAD_MS
+  })
+  // A worker that dies also fails its task (the caller sees that); without a
+  // listener the pool's 'error' event would take the whole process down.
+  pool.on('error', (err: unknown) => fastify.log.error({ err }, 'password worker failed'))
+  // tinypool leaves a task sent after destroy() pending forever; refuse it instead.
+  let closed = false
+  fastify.addHook('onClose', async () => {
+    closed = true
+    await pool.destroy()
+  })
+
+  const tasks = { hash: 0, verify: 0, threadId: 0 }
+  async function run<T> (name: keyof typeof tasks, task?: HashTask | VerifyTask): Promise<T> {
+    if (closed) throw new AppError('SERVICE_UNAVAILABLE')
+    tasks[name]++
+    return pool.run(task, { name })
+  }
+  const runHash = (task: HashTask) => run<string>('hash', task)
+  const runVerify = (task: VerifyTask) => run<VerifyResult>('verify', task)
+
+  // Made with the live parameters so that an unknown user costs what a known
+  // one does (SR-7); its password is random and thrown away, so nothing matches it.
+  // It is also the start-up check that the worker loads at all.
+  let dummyHash: string
+  try {
+    dummyHash = await runHash({ password: randomBytes(32).toString('base64url'), params })
+  } catch (err) {
+    await pool.destroy()
+    throw err
+  }
+
+  async function hash (password: string): Promise<string> {
+    if (tooLong(password)) throw new AppError('PASSWORD_TOO_LONG', { params: { min, max } })
+    return runHash({ password, params })
+  }
+
+  async function verify (stored: string | null | undefined, password: string): Promise<VerifyResult> {
+    if (tooLong(password)) return { ok: false, needsRehash: false }
+    if (!stored) {
+      await runVerify({ hash: dummyHash, password, params })
+      return { ok: false, needsRehash: false }
+    }
+    return runVerify({ hash: stored, password, params })
+  }
+
+  const service: PasswordService = {
+    check,
+    hash,
+    verify,
+    workerThreadId: () => run<number>('threadId'),
+    tasks
+  }
+  fastify.decorate('passwords', service)
+}, { name: 'passwords' })

@@ -1,0 +1,16 @@
+import fp from 'fastify-plugin'
+
+/**
+ * Transport headers helmet does not decide (SR-31): HSTS only when the request
+ * came over TLS (directly, or through a trusted proxy's X-Forwarded-Proto), and
+ * `Cache-Control: no-store` on API answers, which are per-caller and often carry tokens.
+ */
+export default fp(async (fastify) => {
+  const prefix = `/${fastify.config.MODE}/`
+  fastify.addHook('onSend', async (request, reply) => {
+    if (request.protocol === 'https') reply.header('Strict-Transport-Security', 'max-age=31536000; includeSubDomains')
+    if (!reply.hasHeader('Cache-Control') && (request.url.startsWith(prefix) || reply.statusCode >= 400)) {
+      reply.header('Cache-Control', 'no-store')
+    }
+  })
+}, { name: 'security' })

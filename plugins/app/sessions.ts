@@ -1,0 +1,312 @@
+import fp from 'fastify-plugin'
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import { and, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm'
+import { UAParser } from 'ua-parser-js'
+import { session, user, type Session, type User } from '../../db/schema/index.ts'
+import { AppError } from '../../schemas/errors.ts'
+import { toPublicUser, type PublicUser } from './users.ts'
+
+/**
+ * Sessions and the three tokens of API.md.
+ *
+ * - The `session` table is the source of truth: one row per login (device).
+ * - Access and session tokens are JWTs carrying `sid`; a request is accepted only
+ *   while its session is active and its user is active. That state is cached in the
+ *   shared store (`s:<sid>`, `u:<uid>`), read with one MGET; a revocation overwrites
+ *   the cache at once, and a cache that lost its data is refilled from Postgres, so
+ *   revocations survive a FLUSHALL (SR-20) and nothing fails open (SR-41).
+ * - Refresh tokens are opaque: `<sid>.<generation>.<mac>`, the MAC keyed by the
+ *   server secret and a per-session salt. Only the generation is stored. Rotating
+ *   bumps it; the previous generation stays usable for a short grace window and
+ *   then gets the very same new tokens (concurrent refreshes both succeed); any
+ *   older replay revokes the session (SR-18).
+ */
+
+export type TokenType = 'access' | 'session'
+
+export interface UserState {
+  /** active account */
+  a: boolean
+  /** permission version */
+  pv: number
+  /** last_updated, ms: the profile snapshot in a session token is current when equal */
+  lu: number
+  /** member of an active super_admin group */
+  su: boolean
+  /** permission codenames */
+  p: string[]
+  /** saved language */
+  l: string
+}
+
+export interface TokenClaims {
+  sub: string
+  sid: string
+  jti: string
+  type: TokenType
+  iat: number
+  exp: number
+  iss?: string
+  aud?: string
+  /** session tokens only */
+  pv?: number
+  perms?: string[]
+  su?: boolean
+  lu?: number
+  profile?: PublicUser
+}
+
+export interface TokenBundle {
+  access_token: string
+  session_token: string
+  refresh_token: string
+  session_id: string
+  token_type: 'bearer'
+  expires_in: number
+  session_expires_in: number
+  refresh_expires_in: number
+  user: PublicUser
+}
+
+export interface ClientContext { ip: string, userAgent?: string, method: 'password' | 'otp' | 'oauth_password' }
+
+export interface SessionService {
+  create: (account: User, client: ClientContext) => Promise<TokenBundle>
+  refresh: (refreshToken: string, client: { ip: string }) => Promise<{ bundle: TokenBundle, userId: string, sessionId: string, reused: boolean }>
+  /** Marks one session revoked (no-op when already). Returns whether it was active. */
+  revoke: (sessionId: string, reason: string) => Promise<boolean>
+  /** Revokes every active session of a user, but `exceptSessionId`. Returns how many. */
+  revokeAllForUser: (userId: string, reason: string, exceptSessionId?: string) => Promise<number>
+  listActive: (userId: string) => Promise<Session[]>
+  /** Loads (cached) what a request needs to know about its session and user; throws 401 when revoked. */
+  check: (claims: TokenClaims) => Promise<UserState>
+  /** Recomputes a user's cached state after a change (deactivation, permissions, profile). */
+  refreshUserState: (userId: string) => Promise<UserState>
+  userState: (userId: string) => Promise<UserState>
+  /**
+   * After a change to users' groups or permissions: bumps their permission version
+   * (so session tokens that embed permissions are re-checked) and refreshes their
+   * cached state, so the change applies on the very next request (SR-22).
+   */
+  permissionsChanged: (userIds: string[]) => Promise<void>
+  parseRefreshToken: (token: string) => { sessionId: string, generation: number } | null
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { sessions: SessionService }
+}
+
+const REVOKED = 'r'
+const sessionKey = (sid: string) => `s:${sid}`
+const userKey = (uid: string) => `u:${uid}`
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+export default fp(async (fastify) => {
+  const { config, db, store, users } = fastify
+  const secret = config.JWT_SECRET_KEY!
+  const minute = 60_000
+  const cacheMs = config.AUTH_STATE_CACHE_SECONDS * 1000
+  const now = () => fastify.now()
+
+  const mac = (sid: string, generation: number, salt: string) =>
+    createHmac('sha256', secret).update(`refresh.${sid}.${generation}.${salt}`).digest('base64url')
+  const refreshTokenOf = (row: Pick<Session, 'session_id' | 'refresh_secret'>, generation: number) =>
+    `${row.session_id}.${generation}.${mac(row.session_id, generation, row.refresh_secret)}`
+
+  function parseRefreshToken (token: string) {
+    const parts = token.split('.')
+    if (parts.length !== 3 || !UUID.test(parts[0]) || !/^\d{1,9}$/.test(parts[1])) return null
+    return { sessionId: parts[0], generation: Number(parts[1]) }
+  }
+
+  async function loadUserState (userId: string): Promise<UserState | null> {
+    const loaded = await users.authState(userId)
+    if (!loaded) return null
+    return { a: loaded.active, pv: loaded.permissionVersion, lu: loaded.lastUpdated, su: loaded.superAdmin, p: loaded.permissions, l: loaded.language }
+  }
+
+  async function refreshUserState (userId: string) {
+    const state = await loadUserState(userId)
+    const value = state ?? { a: false, pv: -1, lu: 0, su: false, p: [], l: 'en' }
+    // Overwrite (not NX): a reader that raced with the change cannot keep the old state.
+    await store.set(userKey(userId), JSON.stringify(value), cacheMs).catch((err) => fastify.log.warn({ err }, 'user state cache write failed'))
+    return value
+  }
+
+  async function userState (userId: string) {
+    const cached = await store.get(userKey(userId)).catch(() => null)
+    if (cached) return JSON.parse(cached) as UserState
+    return refreshUserState(userId)
+  }
+
+  function sign (claims: Omit<TokenClaims, 'iat' | 'exp' | 'jti'>, ttlMs: number, capAt: number) {
+    const issuedAt = now()
+    const exp = Math.floor(Math.min(issuedAt + ttlMs, capAt) / 1000)
+    return { token: fastify.jwt.sign({ ...claims, jti: randomUUID(), iat: Math.floor(issuedAt / 1000), exp }), exp }
+  }
+
+  async function bundleFor (account: User, row: Session, generation: number): Promise<TokenBundle> {
+    const state = await refreshUserState(account.user_id)
+    const profile = toPublicUser(account)
+    const expiresAt = row.expires_at.getTime()
+    const access = sign({ sub: account.user_id, sid: row.session_id, type: 'access' }, config.ACCESS_TOKEN_EXPIRY_MINUTES * minute, expiresAt)
+    const sessionToken = sign({
+      sub: account.user_id, sid: row.session_id, type: 'session', pv: state.pv, perms: state.p, su: state.su, lu: state.lu, profile
+    }, config.SESSION_TOKEN_EXPIRY_MINUTES * minute, expiresAt)
+    const idleEnds = Math.min(now() + config.SESSION_IDLE_TIMEOUT_MINUTES * minute, expiresAt)
+    return {
+      access_token: access.token,
+      session_token: sessionToken.token,
+      refresh_token: refreshTokenOf(row, generation),
+      session_id: row.session_id,
+      token_type: 'bearer',
+      expires_in: Math.max(0, access.exp - Math.floor(now() / 1000)),
+      session_expires_in: Math.max(0, sessionToken.exp - Math.floor(now() / 1000)),
+      refresh_expires_in: Math.max(0, Math.floor((idleEnds - now()) / 1000)),
+      user: profile
+    }
+  }
+
+  async function markRevoked (sessionIds: string[]) {
+    if (sessionIds.length === 0) return
+    const ttl = config.REFRESH_TOKEN_EXPIRY_MINUTES * minute
+    await Promise.all(sessionIds.map((sid) => store.set(sessionKey(sid), REVOKED, ttl)))
+      .catch((err) => fastify.log.warn({ err }, 'revocation cache write failed; Postgres still has it'))
+  }
+
+  const service: SessionService = {
+    parseRefreshToken,
+    refreshUserState,
+    userState,
+
+    async create (account, client) {
+      const createdAt = new Date(now())
+      const [row] = await db.insert(session).values({
+        user_id: account.user_id,
+        refresh_secret: randomBytes(24).toString('base64url'),
+        refresh_generation: 0,
+        auth_method: client.method,
+        device_name: describeDevice(client.userAgent),
+        ip_address: client.ip,
+        user_agent: client.userAgent?.slice(0, 512) ?? null,
+        created_at: createdAt,
+        last_used_at: createdAt,
+        expires_at: new Date(createdAt.getTime() + config.REFRESH_TOKEN_EXPIRY_MINUTES * minute)
+      }).returning()
+      return bundleFor(account, row, 0)
+    },
+
+    async refresh (refreshToken, client) {
+      const parsed = parseRefreshToken(refreshToken)
+      if (!parsed) throw new AppError('AUTH_REFRESH_INVALID')
+      const outcome = await db.transaction(async (tx) => {
+        const [row] = await tx.select().from(session).where(eq(session.session_id, parsed.sessionId)).for('update')
+        if (!row || !safeEqual(refreshToken, refreshTokenOf(row, parsed.generation))) return { kind: 'invalid' as const }
+        const at = now()
+        const idleLimit = row.last_used_at.getTime() + config.SESSION_IDLE_TIMEOUT_MINUTES * minute
+        if (row.revoked_at || row.expires_at.getTime() <= at || idleLimit <= at) return { kind: 'invalid' as const }
+        if (parsed.generation === row.refresh_generation) {
+          const [next] = await tx.update(session)
+            .set({ refresh_generation: row.refresh_generation + 1, rotated_at: new Date(at), last_used_at: new Date(at), ip_address: client.ip })
+            .where(eq(session.session_id, row.session_id)).returning()
+          return { kind: 'rotated' as const, row: next, generation: next.refresh_generation }
+        }
+        const graceEnds = (row.rotated_at?.getTime() ?? 0) + config.REFRESH_REUSE_GRACE_SECONDS * 1000
+        if (parsed.generation === row.refresh_generation - 1 && at <= graceEnds) {
+          return { kind: 'grace' as const, row, generation: row.refresh_generation }
+        }
+        await tx.update(session).set({ revoked_at: new Date(at), revoked_reason: 'refresh_token_reuse' }).where(eq(session.session_id, row.session_id))
+        return { kind: 'reused' as const, row }
+      })
+      if (outcome.kind === 'invalid') throw new AppError('AUTH_REFRESH_INVALID')
+      if (outcome.kind === 'reused') {
+        await markRevoked([outcome.row.session_id])
+        throw Object.assign(new AppError('AUTH_REFRESH_REUSED'), { sessionId: outcome.row.session_id, userId: outcome.row.user_id })
+      }
+      const account = await users.findById(outcome.row.user_id)
+      if (!account || !account.is_active) {
+        await service.revoke(outcome.row.session_id, 'user_inactive')
+        throw new AppError('AUTH_REFRESH_INVALID')
+      }
+      return { bundle: await bundleFor(account, outcome.row, outcome.generation), userId: account.user_id, sessionId: outcome.row.session_id, reused: outcome.kind === 'grace' }
+    },
+
+    async permissionsChanged (userIds) {
+      const unique = [...new Set(userIds)]
+      if (unique.length === 0) return
+      await db.update(user).set({ permission_version: sql`${user.permission_version} + 1` }).where(inArray(user.user_id, unique))
+      await Promise.all(unique.map((id) => refreshUserState(id)))
+    },
+
+    async revoke (sessionId, reason) {
+      const rows = await db.update(session).set({ revoked_at: new Date(now()), revoked_reason: reason })
+        .where(and(eq(session.session_id, sessionId), isNull(session.revoked_at))).returning({ id: session.session_id })
+      await markRevoked([sessionId])
+      return rows.length > 0
+    },
+
+    async revokeAllForUser (userId, reason, exceptSessionId) {
+      const rows = await db.update(session).set({ revoked_at: new Date(now()), revoked_reason: reason })
+        .where(and(
+          eq(session.user_id, userId),
+          isNull(session.revoked_at),
+          exceptSessionId ? ne(session.session_id, exceptSessionId) : sql`true`
+        )).returning({ id: session.session_id })
+      await markRevoked(rows.map((r) => r.id))
+      return rows.length
+    },
+
+    async listActive (userId) {
+      return db.select().from(session).where(and(
+        eq(session.user_id, userId),
+        isNull(session.revoked_at),
+        gt(session.expires_at, new Date(now()))
+      )).orderBy(sql`${session.last_used_at} desc`)
+    },
+
+    async check (claims) {
+      let cachedSession: string | null = null
+      let cachedUser: string | null = null
+      try {
+        [cachedSession, cachedUser] = await store.mget([sessionKey(claims.sid), userKey(claims.sub)])
+      } catch (err) {
+        // The cache is down: ask Postgres (never fail open). If Postgres is down too, the request gets 503.
+        fastify.log.warn({ err }, 'auth state cache unavailable; using Postgres')
+      }
+      if (cachedSession === null) {
+        const [row] = await db.select({ user_id: session.user_id, revoked_at: session.revoked_at, expires_at: session.expires_at })
+          .from(session).where(eq(session.session_id, claims.sid))
+        const active = row !== undefined && row.user_id === claims.sub && row.revoked_at === null && row.expires_at.getTime() > now()
+        cachedSession = active ? `a:${row.expires_at.getTime()}` : REVOKED
+        const ttl = active ? Math.min(cacheMs, row.expires_at.getTime() - now()) : config.REFRESH_TOKEN_EXPIRY_MINUTES * minute
+        await store.setNx(sessionKey(claims.sid), cachedSession, Math.max(ttl, 1000)).catch(() => {})
+      }
+      if (cachedSession === REVOKED || Number(cachedSession.slice(2)) <= now()) throw new AppError('AUTH_SESSION_REVOKED')
+      let state: UserState
+      if (cachedUser === null) {
+        const loaded = await loadUserState(claims.sub)
+        state = loaded ?? { a: false, pv: -1, lu: 0, su: false, p: [], l: 'en' }
+        await store.setNx(userKey(claims.sub), JSON.stringify(state), cacheMs).catch(() => {})
+      } else {
+        state = JSON.parse(cachedUser) as UserState
+      }
+      if (!state.a) throw new AppError('AUTH_SESSION_REVOKED')
+      return state
+    }
+  }
+  fastify.decorate('sessions', service)
+}, { name: 'sessions', dependencies: ['db', 'store', 'jwt', 'users'] })
+
+function safeEqual (a: string, b: string) {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}
+
+/** A short, human label of the device ("Chrome on macOS"), for the sessions list. */
+export function describeDevice (userAgent?: string): string | null {
+  if (!userAgent) return null
+  const { browser, os, device } = UAParser(userAgent)
+  const label = [browser.name, os.name && `on ${os.name}`, device.model && `(${device.model})`].filter(Boolean).join(' ')
+  return label || userAgent.slice(0, 60)
+}

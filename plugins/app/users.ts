@@ -1,0 +1,144 @@
+import fp from 'fastify-plugin'
+import { and, eq, sql } from 'drizzle-orm'
+import { parsePhoneNumberFromString } from 'libphonenumber-js/max'
+import { group, groupPermission, permission, user, userGroup, type User } from '../../db/schema/index.ts'
+import type { Static } from '@sinclair/typebox'
+import type { UserSchema } from '../../schemas/user.ts'
+
+/** Data access for users: lookups by identifier, the auth state of a user, login bookkeeping. */
+export type PublicUser = Static<typeof UserSchema>
+
+export type IdentifierKind = 'email' | 'phone' | 'user_name'
+
+export interface UserAuthState {
+  active: boolean
+  permissionVersion: number
+  lastUpdated: number
+  superAdmin: boolean
+  permissions: string[]
+  language: string
+}
+
+export interface UserRepository {
+  findById: (userId: string) => Promise<User | undefined>
+  /** Email (case-insensitive), phone (E.164) or user name (case-insensitive). */
+  findByIdentifier: (identifier: string) => Promise<User | undefined>
+  authState: (userId: string) => Promise<UserAuthState | undefined>
+  setPasswordHash: (userId: string, hash: string) => Promise<void>
+  recordLogin: (userId: string) => Promise<User>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance { users: UserRepository }
+}
+
+/** Lower-cased email, E.164 phone, or trimmed user name; `undefined` when it cannot be one. */
+export function normalizeIdentifier (raw: string): { kind: IdentifierKind, value: string } | undefined {
+  const value = raw.trim()
+  if (value.length === 0 || value.length > 320) return undefined
+  if (value.includes('@')) return { kind: 'email', value: value.toLowerCase() }
+  if (/^\+?[\d\s().-]{6,}$/.test(value)) {
+    const phone = normalizePhone(value)
+    return phone ? { kind: 'phone', value: phone } : undefined
+  }
+  return { kind: 'user_name', value }
+}
+
+/** E.164 or undefined; numbers must carry their country code (+...). */
+export function normalizePhone (raw: string): string | undefined {
+  const parsed = parsePhoneNumberFromString(raw.startsWith('+') ? raw : `+${raw}`)
+  return parsed?.isValid() ? parsed.number : undefined
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null)
+
+/** The allow-listed view of a user row (UserSchema). */
+export function toPublicUser (row: User): PublicUser {
+  return {
+    user_id: row.user_id,
+    email: row.email,
+    phone_number: row.phone_number,
+    user_name: row.user_name,
+    first_name: row.first_name,
+    last_name: row.last_name,
+    bio: row.bio,
+    country: row.country,
+    gender: row.gender,
+    dob: row.dob ?? null,
+    language: row.language,
+    theme: row.theme,
+    timezone: row.timezone,
+    profile_accessibility: row.profile_accessibility,
+    profile_picture_url: row.profile_picture_url,
+    auth_type: row.auth_type,
+    user_type: row.user_type,
+    is_email_verified: row.is_email_verified,
+    is_phone_verified: row.is_phone_verified,
+    is_active: row.is_active,
+    status: row.status,
+    has_password: row.password !== null && row.password !== '',
+    last_login: iso(row.last_login),
+    created_at: row.created_at.toISOString(),
+    last_updated: row.last_updated.toISOString()
+  }
+}
+
+export default fp(async (fastify) => {
+  const { db } = fastify
+
+  const repository: UserRepository = {
+    async findById (userId) {
+      const [row] = await db.select().from(user).where(eq(user.user_id, userId))
+      return row
+    },
+
+    async findByIdentifier (identifier) {
+      const normalized = normalizeIdentifier(identifier)
+      if (!normalized) return undefined
+      const where = normalized.kind === 'email'
+        ? sql`lower(${user.email}) = ${normalized.value}`
+        : normalized.kind === 'phone'
+          ? eq(user.phone_number, normalized.value)
+          : sql`lower(${user.user_name}) = lower(${normalized.value})`
+      const [row] = await db.select().from(user).where(where).limit(1)
+      return row
+    },
+
+    async authState (userId) {
+      const [[row], perms, groups] = await Promise.all([
+        db.select({ is_active: user.is_active, status: user.status, permission_version: user.permission_version, last_updated: user.last_updated, language: user.language })
+          .from(user).where(eq(user.user_id, userId)),
+        db.selectDistinct({ codename: permission.codename })
+          .from(userGroup)
+          .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
+          .innerJoin(groupPermission, eq(groupPermission.group_id, group.group_id))
+          .innerJoin(permission, eq(permission.permission_id, groupPermission.permission_id))
+          .where(eq(userGroup.user_id, userId)),
+        db.select({ codename: group.codename })
+          .from(userGroup)
+          .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
+          .where(eq(userGroup.user_id, userId))
+      ])
+      if (!row) return undefined
+      return {
+        active: row.is_active && row.status === 'active',
+        permissionVersion: row.permission_version,
+        lastUpdated: row.last_updated.getTime(),
+        superAdmin: groups.some((g) => g.codename === 'super_admin'),
+        permissions: perms.map((p) => p.codename).sort(),
+        language: row.language
+      }
+    },
+
+    async setPasswordHash (userId, hash) {
+      await db.update(user).set({ password: hash, last_updated: new Date(fastify.now()) }).where(eq(user.user_id, userId))
+    },
+
+    async recordLogin (userId) {
+      const at = new Date(fastify.now())
+      const [row] = await db.update(user).set({ last_login: at }).where(eq(user.user_id, userId)).returning()
+      return row
+    }
+  }
+  fastify.decorate('users', repository)
+}, { name: 'users', dependencies: ['db'] })

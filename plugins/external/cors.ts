@@ -1,0 +1,19 @@
+import fp from 'fastify-plugin'
+import cors from '@fastify/cors'
+
+/**
+ * CORS from the CORS_ORIGINS allow-list (SR-32). A foreign origin gets a normal
+ * answer without CORS headers (the browser then blocks it), never a 500.
+ */
+export default fp(async (fastify) => {
+  const allowList = new Set(fastify.config.CORS_ORIGINS.split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean))
+  await fastify.register(cors, {
+    origin: (origin, callback) => callback(null, origin !== undefined && allowList.has(origin)),
+    credentials: true,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['Authorization', 'X-Session-Token', 'Content-Type', 'Accept-Language', 'X-Request-Id'],
+    exposedHeaders: ['X-Request-Id', 'Retry-After', 'Content-Language', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'],
+    maxAge: 600,
+    strictPreflight: false
+  })
+}, { name: 'cors' })

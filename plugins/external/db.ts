@@ -1,0 +1,30 @@
+import fp from 'fastify-plugin'
+import { openDatabase, type Database, type DatabaseHandle } from '../../db/client.ts'
+import { migrateDatabase } from '../../db/migrate.ts'
+import { seedDatabase } from '../../db/seed.ts'
+import { ensureBootstrapAdmin } from '../../db/admin.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Drizzle, on postgres.js (DATABASE_URL) or on embedded PGlite. */
+    db: Database
+    database: DatabaseHandle
+  }
+}
+
+/** Opens the database, applies migrations and default data, bootstraps the first admin, closes on shutdown. */
+export default fp(async (fastify) => {
+  const { DATABASE_URL, DATA_DIR, DB_POOL_MAX, DB_CONNECT_TIMEOUT_SECONDS, DB_MIGRATE_ON_START, BOOTSTRAP_ADMIN_EMAIL, BOOTSTRAP_ADMIN_PASSWORD } = fastify.config
+  const handle = await openDatabase({ url: DATABASE_URL, dataDir: DATA_DIR, poolMax: DB_POOL_MAX, pglite: fastify.deps.pglite, connectTimeoutSeconds: DB_CONNECT_TIMEOUT_SECONDS })
+  fastify.addHook('onClose', async () => { await handle.close() })
+  if (handle.driver === 'pglite' || DB_MIGRATE_ON_START) {
+    await migrateDatabase(handle)
+    await seedDatabase(handle.db)
+  }
+  if (BOOTSTRAP_ADMIN_EMAIL && BOOTSTRAP_ADMIN_PASSWORD) {
+    const outcome = await ensureBootstrapAdmin(handle.db, { email: BOOTSTRAP_ADMIN_EMAIL, password: BOOTSTRAP_ADMIN_PASSWORD })
+    if (outcome !== 'exists') fastify.log.info({ email: BOOTSTRAP_ADMIN_EMAIL, outcome }, 'bootstrap super admin')
+  }
+  fastify.decorate('db', handle.db)
+  fastify.decorate('database', handle)
+}, { name: 'db' })

@@ -1,0 +1,171 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Envelope, StrictObject } from '../../../schemas/envelope.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { LoginBody, LogoutScope, RefreshBody, SessionSchema, TokenBundleSchema, TokenInfoSchema } from '../../../schemas/auth.ts'
+import type { TokenClaims } from '../../../plugins/app/sessions.ts'
+import { bodyOptional } from '../../../plugins/app/envelope.ts'
+
+const tags = ['auth']
+const iso = (seconds: number) => new Date(seconds * 1000).toISOString()
+
+const auth: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
+  const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
+
+  fastify.post('/login-with-password', {
+    config: { public: true, rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Log in with an email, phone number or user name and a password',
+      body: Type.Ref(LoginBody),
+      response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
+    }
+  }, async (request, reply) => {
+    const { identifier, email, phone_number: phone, user_name: userName, password } = request.body as typeof LoginBody.static
+    const id = identifier ?? email ?? phone ?? userName
+    if (!id) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/identifier', message: 'identifier (or email, phone_number, user_name) is required' }] })
+    const bundle = await fastify.login.withPassword(request, id, password, 'password')
+    return reply.ok(bundle, { message: 'success.login' })
+  })
+
+  fastify.post('/refresh-token', {
+    config: { public: true, rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Rotate the refresh token and get new access and session tokens',
+      description: 'Each refresh token works once. Replaying a used one after a short grace window revokes the whole session.',
+      body: Type.Ref(RefreshBody),
+      response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
+    }
+  }, async (request, reply) => {
+    const { refresh_token: token } = request.body as typeof RefreshBody.static
+    const parsed = fastify.sessions.parseRefreshToken(token)
+    if (parsed) await fastify.throttle.limit('refresh', parsed.sessionId, config.AUTH_RATE_LIMIT_PER_IDENTIFIER, 60_000)
+    try {
+      const { bundle, userId, sessionId, reused } = await fastify.sessions.refresh(token, { ip: request.ip })
+      await fastify.audit(request, { action: 'token_refresh', userId, targetUserId: userId, sessionId, metadata: { within_grace: reused } })
+      return reply.ok(bundle, { message: 'success.token_refreshed' })
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'AUTH_REFRESH_REUSED') {
+        const { userId, sessionId } = error as AppError & { userId: string, sessionId: string }
+        await fastify.audit(request, { action: 'refresh_token_reuse', level: 'critical', userId, targetUserId: userId, sessionId, message: 'A rotated refresh token was replayed; the session was revoked' })
+      }
+      throw error
+    }
+  })
+
+  fastify.post('/logout', {
+    config: { permissions: [] },
+    preValidation: bodyOptional,
+    schema: {
+      tags,
+      summary: 'Log out this session, the other sessions, or all of them',
+      querystring: Type.Object({ scope: Type.Optional(LogoutScope) }),
+      body: StrictObject({ scope: Type.Optional(LogoutScope) }),
+      response: { 200: Envelope(Type.Object({ scope: LogoutScope, revoked_sessions: Type.Integer() })) }
+    }
+  }, async (request, reply) => {
+    const auth = request.auth!
+    const scope = request.body.scope ?? request.query.scope ?? 'current'
+    let revoked = 0
+    if (scope === 'current') revoked = (await fastify.sessions.revoke(auth.sessionId, 'logout')) ? 1 : 0
+    else if (scope === 'others') revoked = await fastify.sessions.revokeAllForUser(auth.userId, 'logout_others', auth.sessionId)
+    else revoked = await fastify.sessions.revokeAllForUser(auth.userId, 'logout_all')
+    await fastify.audit(request, { action: 'logout', targetUserId: auth.userId, metadata: { scope, revoked_sessions: revoked } })
+    return reply.ok({ scope, revoked_sessions: revoked }, { message: 'success.logout' })
+  })
+
+  const describe = async (claims: TokenClaims, permissions: readonly string[]) => {
+    const [row] = (await fastify.sessions.listActive(claims.sub)).filter((s) => s.session_id === claims.sid)
+    const idleEnds = row ? Math.min(row.last_used_at.getTime() + config.SESSION_IDLE_TIMEOUT_MINUTES * 60_000, row.expires_at.getTime()) : undefined
+    return {
+      active: row !== undefined,
+      token_type: claims.type,
+      user_id: claims.sub,
+      session_id: claims.sid,
+      issued_at: iso(claims.iat),
+      expires_at: iso(claims.exp),
+      ...(row ? { session_expires_at: row.expires_at.toISOString(), refresh_idle_expires_at: new Date(idleEnds!).toISOString() } : {}),
+      permissions: [...permissions]
+    }
+  }
+
+  fastify.get('/token-info', {
+    config: { permissions: [] },
+    schema: { tags, summary: 'What the presented token says, and when each token of its session expires', response: { 200: Envelope(Type.Ref(TokenInfoSchema)) } }
+  }, async (request, reply) => {
+    const auth = request.auth!
+    return reply.ok(await describe(auth.claims, auth.permissions))
+  })
+
+  fastify.post('/token-info', {
+    config: { permissions: [] },
+    preValidation: bodyOptional,
+    schema: {
+      tags,
+      summary: 'Inspect a token of your own (access, session or refresh); without a body, the presented one',
+      body: StrictObject({ token: Type.Optional(Type.String({ minLength: 10, maxLength: 8192 })) }),
+      response: { 200: Envelope(Type.Ref(TokenInfoSchema)) }
+    }
+  }, async (request, reply) => {
+    const auth = request.auth!
+    const token = request.body.token
+    if (!token) return reply.ok(await describe(auth.claims, auth.permissions))
+    const refresh = fastify.sessions.parseRefreshToken(token)
+    if (refresh) {
+      const row = (await fastify.sessions.listActive(auth.userId)).find((s) => s.session_id === refresh.sessionId)
+      const current = row !== undefined && row.refresh_generation === refresh.generation
+      return reply.ok(current
+        ? { active: true, token_type: 'refresh' as const, user_id: auth.userId, session_id: row.session_id, session_expires_at: row.expires_at.toISOString() }
+        : { active: false })
+    }
+    let claims: TokenClaims
+    try {
+      claims = fastify.jwt.verify<TokenClaims>(token)
+    } catch {
+      return reply.ok({ active: false })
+    }
+    if (claims.sub !== auth.userId || (claims.type !== 'access' && claims.type !== 'session')) return reply.ok({ active: false })
+    return reply.ok(await describe(claims, claims.type === 'session' && claims.perms ? claims.perms : auth.permissions))
+  })
+
+  fastify.get('/sessions', {
+    config: { permissions: [] },
+    schema: { tags, summary: 'Your active sessions (devices)', response: { 200: Envelope(Type.Array(Type.Ref(SessionSchema))) } }
+  }, async (request, reply) => {
+    const auth = request.auth!
+    const rows = await fastify.sessions.listActive(auth.userId)
+    return reply.ok(rows.map((s) => ({
+      session_id: s.session_id,
+      device_name: s.device_name,
+      ip_address: s.ip_address,
+      user_agent: s.user_agent,
+      auth_method: s.auth_method,
+      created_at: s.created_at.toISOString(),
+      last_used_at: s.last_used_at.toISOString(),
+      expires_at: s.expires_at.toISOString(),
+      current: s.session_id === auth.sessionId
+    })))
+  })
+
+  fastify.delete('/sessions/:session_id', {
+    config: { permissions: [] },
+    schema: {
+      tags,
+      summary: 'Revoke one of your sessions',
+      params: Type.Object({ session_id: Type.String({ format: 'uuid' }) }),
+      response: { 200: Envelope(Type.Object({ session_id: Type.String(), revoked: Type.Literal(true) })) }
+    }
+  }, async (request, reply) => {
+    const auth = request.auth!
+    const { session_id: sessionId } = request.params
+    const owned = (await fastify.sessions.listActive(auth.userId)).some((s) => s.session_id === sessionId)
+    if (!owned) throw new AppError('NOT_FOUND')
+    await fastify.sessions.revoke(sessionId, 'revoked_by_user')
+    await fastify.audit(request, { action: 'session_revoked', targetUserId: auth.userId, metadata: { revoked_session_id: sessionId } })
+    return reply.ok({ session_id: sessionId, revoked: true as const }, { message: 'success.session_revoked' })
+  })
+}
+
+export default auth

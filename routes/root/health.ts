@@ -1,0 +1,49 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Envelope } from '../../schemas/envelope.ts'
+import { AppError } from '../../schemas/errors.ts'
+
+const Check = Type.Object({ status: Type.Union([Type.Literal('up'), Type.Literal('down')]), latency_ms: Type.Number() })
+
+/** Probes for load balancers and orchestrators; unprefixed, public, not rate limited. */
+const probes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const probe = { public: true, rateLimit: false } as const
+
+  fastify.get('/health', {
+    config: probe,
+    logLevel: 'warn',
+    schema: { tags: ['health'], summary: 'Liveness: the process answers (no dependency is checked)', response: { 200: Envelope(Type.Object({ status: Type.Literal('ok') })) } }
+  }, async (_request, reply) => reply.ok({ status: 'ok' as const }))
+
+  fastify.get('/health/ready', {
+    config: probe,
+    logLevel: 'warn',
+    schema: {
+      tags: ['health'],
+      summary: 'Readiness: the database and the cache answer; 503 otherwise',
+      response: { 200: Envelope(Type.Object({ status: Type.Literal('ready'), database: Check, cache: Check })) }
+    }
+  }, async (_request, reply) => {
+    const [database, cache] = await Promise.all([timed(() => fastify.database.ping()), timed(() => fastify.store.ping())])
+    if (database.status === 'down' || cache.status === 'down') {
+      throw new AppError('SERVICE_UNAVAILABLE', { details: { database, cache } })
+    }
+    return reply.ok({ status: 'ready' as const, database, cache })
+  })
+}
+
+/** Runs a check with a deadline, so a hung dependency reads as down instead of hanging the probe. */
+export async function timed (check: () => Promise<unknown>, timeoutMs = 2000) {
+  const started = performance.now()
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([check(), new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error('timeout')), timeoutMs) })])
+    return { status: 'up' as const, latency_ms: Math.round((performance.now() - started) * 100) / 100 }
+  } catch {
+    return { status: 'down' as const, latency_ms: Math.round((performance.now() - started) * 100) / 100 }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+export default probes

@@ -1,0 +1,58 @@
+import { Type } from '@sinclair/typebox'
+import { StrictObject } from './envelope.ts'
+import { Nullable, UserSchema } from './user.ts'
+
+// Bounded so a huge value is a fast 400; the real length rules (SR-1) are checked in code, per code point.
+const PasswordInput = Type.String({ minLength: 1, maxLength: 4096, description: 'The password (8-128 characters by default)' })
+const Identifier = Type.String({ minLength: 1, maxLength: 320 })
+
+export const LoginBody = StrictObject({
+  identifier: Type.Optional({ ...Identifier, description: 'Email, phone number (E.164, +...) or user name' }),
+  email: Type.Optional(Identifier),
+  phone_number: Type.Optional(Identifier),
+  user_name: Type.Optional(Identifier),
+  password: PasswordInput,
+  device_name: Type.Optional(Type.String({ maxLength: 100 }))
+}, { $id: 'LoginRequest', description: 'Send `identifier` (or one of email / phone_number / user_name) and the password' })
+
+export const TokenBundleSchema = Type.Object({
+  access_token: Type.String(),
+  session_token: Type.String(),
+  refresh_token: Type.String(),
+  session_id: Type.String({ format: 'uuid' }),
+  token_type: Type.Literal('bearer'),
+  expires_in: Type.Integer({ description: 'Seconds until the access token expires' }),
+  session_expires_in: Type.Integer({ description: 'Seconds until the session token expires' }),
+  refresh_expires_in: Type.Integer({ description: 'Seconds until the refresh token expires if unused' }),
+  user: Type.Ref(UserSchema)
+}, { $id: 'TokenBundle' })
+
+export const RefreshBody = StrictObject({ refresh_token: Type.String({ minLength: 10, maxLength: 512 }) }, { $id: 'RefreshRequest' })
+
+export const LogoutScope = Type.Union([Type.Literal('current'), Type.Literal('others'), Type.Literal('all')], { description: 'current (default): this session; others: every other session; all: every session' })
+
+export const SessionSchema = Type.Object({
+  session_id: Type.String({ format: 'uuid' }),
+  device_name: Nullable(Type.String()),
+  ip_address: Nullable(Type.String()),
+  user_agent: Nullable(Type.String()),
+  auth_method: Type.String(),
+  created_at: Type.String({ format: 'date-time' }),
+  last_used_at: Type.String({ format: 'date-time' }),
+  expires_at: Type.String({ format: 'date-time' }),
+  current: Type.Boolean()
+}, { $id: 'Session' })
+
+export const TokenInfoSchema = Type.Object({
+  active: Type.Boolean(),
+  token_type: Type.Optional(Type.Union([Type.Literal('access'), Type.Literal('session'), Type.Literal('refresh')])),
+  user_id: Type.Optional(Type.String({ format: 'uuid' })),
+  session_id: Type.Optional(Type.String({ format: 'uuid' })),
+  issued_at: Type.Optional(Type.String({ format: 'date-time' })),
+  expires_at: Type.Optional(Type.String({ format: 'date-time' })),
+  session_expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'Absolute end of the session (refresh tokens stop working)' })),
+  refresh_idle_expires_at: Type.Optional(Type.String({ format: 'date-time', description: 'When the session ends if no refresh happens before' })),
+  permissions: Type.Optional(Type.Array(Type.String()))
+}, { $id: 'TokenInfo' })
+
+export const authSchemas = [TokenBundleSchema, SessionSchema, TokenInfoSchema, LoginBody, RefreshBody]

@@ -1,0 +1,52 @@
+import { Type, type TSchema, type TProperties } from '@sinclair/typebox'
+import { errorCodes } from './errors.ts'
+
+/** Bodies: unknown fields are a validation error, never silently written (SR-29). */
+export const StrictObject = <T extends TProperties>(properties: T, options: Parameters<typeof Type.Object>[1] = {}) =>
+  Type.Object(properties, { additionalProperties: false, ...options })
+
+export const Uuid = (description?: string) => Type.String({ format: 'uuid', description })
+export const DateTime = (description?: string) => Type.String({ format: 'date-time', description })
+
+export const PaginationMeta = Type.Object({
+  pagination: Type.Object({
+    limit: Type.Integer(),
+    total: Type.Optional(Type.Integer()),
+    offset: Type.Optional(Type.Integer()),
+    next_cursor: Type.Union([Type.String(), Type.Null()])
+  })
+}, { $id: 'PaginationMeta', additionalProperties: true })
+
+/** The success envelope around `data`. Its schema is the allow-list of what leaves the server. */
+export function Envelope<T extends TSchema, M extends TSchema = TSchema> (data: T, meta?: M) {
+  return Type.Object({
+    success: Type.Literal(true),
+    id: Type.String({ description: 'Request id, also sent as X-Request-Id' }),
+    message: Type.String(),
+    data,
+    timestamp: DateTime(),
+    ...(meta ? { meta: Type.Optional(meta) } : {})
+  })
+}
+
+export const ErrorResponse = Type.Object({
+  success: Type.Literal(false),
+  error: Type.Object({
+    id: Type.String({ description: 'Request id, also sent as X-Request-Id' }),
+    code: Type.Union(Object.keys(errorCodes).map((code) => Type.Literal(code)), {
+      description: Object.entries(errorCodes).map(([code, { status, description }]) => `${code} (${status}): ${description}`).join('\n')
+    }),
+    message: Type.String({ description: 'Translated, human-readable message' }),
+    details: Type.Optional(Type.Unknown()),
+    timestamp: DateTime()
+  })
+}, { $id: 'ErrorResponse', description: 'The error envelope of every failure' })
+
+export const ListQuery = {
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  offset: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  cursor: Type.Optional(Type.String({ maxLength: 200 }))
+}
+
+/** Shared schemas registered with addSchema, so OpenAPI components carry these names. */
+export const envelopeSchemas = [ErrorResponse, PaginationMeta]

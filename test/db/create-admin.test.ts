@@ -1,0 +1,109 @@
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { and, eq } from 'drizzle-orm'
+import t from 'tap'
+import { openDatabase, type Database } from '../../db/client.ts'
+import { group, user, userGroup } from '../../db/schema/index.ts'
+import { verifyPassword } from '../../workers/password.ts'
+import { createEmbeddedDataDir, createTestDatabase, testDatabaseMode } from '../helpers/database.ts'
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+const tsx = import.meta.resolve('tsx')
+// The CLI runs in a scratch directory, so a developer's .env cannot leak into it.
+const cwd = mkdtempSync(path.join(tmpdir(), 'create-admin-'))
+t.teardown(() => rmSync(cwd, { recursive: true, force: true }))
+
+// postgres: a test database by URL. embedded: the CLI opens a PGlite folder
+// (DATA_DIR) itself, prepared from the template to skip a slow initdb.
+const database = testDatabaseMode === 'postgres' ? await createTestDatabase() : undefined
+if (database) t.teardown(() => database.drop())
+else await createEmbeddedDataDir(path.join(cwd, 'data'))
+const target: Record<string, string> = database?.url
+  ? { DATABASE_URL: database.url }
+  : { DATA_DIR: path.join(cwd, 'data') }
+
+function createAdmin (args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, ['--import', tsx, path.join(root, 'db', 'create-admin.ts'), ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1', ...target, ...env },
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => { stdout += d })
+    child.stderr.on('data', (d) => { stderr += d })
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+/** Opens the database the CLI uses, between CLI runs (the embedded folder allows one process at a time). */
+async function withDatabase<T> (fn: (db: Database) => Promise<T>): Promise<T> {
+  const handle = await openDatabase({ url: database?.url, dataDir: target.DATA_DIR ?? '', poolMax: 1 })
+  try {
+    return await fn(handle.db)
+  } finally {
+    await handle.close()
+  }
+}
+
+async function isSuperAdmin (db: Database, email: string): Promise<boolean> {
+  const rows = await db.select({ id: user.user_id }).from(user)
+    .innerJoin(userGroup, eq(userGroup.user_id, user.user_id))
+    .innerJoin(group, eq(group.group_id, userGroup.group_id))
+    .where(and(eq(group.codename, 'super_admin'), eq(user.email, email)))
+  return rows.length === 1
+}
+
+t.test('creates a super admin with the given password', async (t) => {
+  const result = await createAdmin(['--email', 'Admin@Example.com', '--password', 'correct horse battery staple'])
+  t.equal(result.code, 0, result.stderr)
+  t.match(result.stdout.trim(), /^created super admin admin@example\.com \([0-9a-f-]{36}\)$/)
+  await withDatabase(async (db) => {
+    const [row] = await db.select().from(user).where(eq(user.email, 'admin@example.com'))
+    t.ok(await verifyPassword(row.password!, 'correct horse battery staple'))
+    t.ok(await isSuperAdmin(db, 'admin@example.com'))
+  })
+})
+
+t.test('promotes an existing user, then says it is already one', async (t) => {
+  await withDatabase((db) => db.insert(user).values({ email: 'member@example.com', password: 'their-hash' }))
+  const promoted = await createAdmin(['--email', 'MEMBER@example.com', '--password', 'ignored password here'])
+  t.equal(promoted.code, 0, promoted.stderr)
+  t.match(promoted.stdout, /^promoted member@example\.com .* to super admin; its password was not changed$/m)
+  const again = await createAdmin(['--email', 'member@example.com'])
+  t.equal(again.code, 0, again.stderr)
+  t.match(again.stdout, /is already an active super admin/)
+  await withDatabase(async (db) => {
+    const [row] = await db.select().from(user).where(eq(user.email, 'member@example.com'))
+    t.equal(row.password, 'their-hash', 'the existing password is kept')
+  })
+})
+
+// Argument handling does not depend on the driver; the embedded run, where
+// every CLI start opens a PGlite folder, only checks creating and promoting.
+const postgresOnly = { skip: testDatabaseMode !== 'postgres' && 'driver-independent; checked in the postgres run' }
+
+t.test('takes the password from CREATE_ADMIN_PASSWORD', postgresOnly, async (t) => {
+  const result = await createAdmin(['--email', 'env@example.com'], { CREATE_ADMIN_PASSWORD: 'from the environment' })
+  t.equal(result.code, 0, result.stderr)
+  t.match(result.stdout, /^created super admin env@example\.com/)
+})
+
+t.test('usage errors exit 2 with one clear line', postgresOnly, async (t) => {
+  const noEmail = await createAdmin([])
+  t.equal(noEmail.code, 2)
+  t.match(noEmail.stderr, /a valid --email is required/)
+  const unknownFlag = await createAdmin(['--email', 'x@example.com', '--master-otp', '123456'])
+  t.equal(unknownFlag.code, 2)
+  t.match(unknownFlag.stderr, /Unknown option '--master-otp'/)
+  const noPassword = await createAdmin(['--email', 'new@example.com'])
+  t.equal(noPassword.code, 2, 'no password and no terminal to ask on')
+  t.match(noPassword.stderr, /a password is needed|give a password/)
+  const short = await createAdmin(['--email', 'new@example.com', '--password', 'short'])
+  t.equal(short.code, 2)
+  t.match(short.stderr, /the password must have 8 to 128 characters/)
+})
