@@ -4,6 +4,8 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
+import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-stringify-compiler'
+import ValidatorSelector, { type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { PGlite } from '@electric-sql/pglite'
 import { apiPrefix, type AppConfig } from './config.ts'
 
@@ -19,6 +21,8 @@ export interface AppDeps {
   now?: () => number
   /** Extra plugins registered after the routes (tests add probe routes with it). */
   plugins?: FastifyPluginAsync[]
+  /** Fastify options over the ones the config gives (tests swap the schema compilers). */
+  serverOptions?: Partial<FastifyServerOptions>
 }
 
 export interface AppOptions { config: AppConfig, deps?: AppDeps }
@@ -52,6 +56,7 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
     },
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers(SerializerSelector()), buildValidator: lazyValidators(ValidatorSelector()) } },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     forceCloseConnections: 'idle',
@@ -61,6 +66,45 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
     // every graceful restart (SR-42). New connections are refused meanwhile.
     return503OnClosing: false,
     pluginTimeout: 60_000
+  }
+}
+
+/**
+ * Response serializers compiled on first use instead of at start-up: Fastify
+ * otherwise compiles one per route and status code (about 150 routes x their
+ * error statuses), which cost seconds of start-up and tens of MB of idle RSS
+ * for code most instances never run. The first response of a kind pays a
+ * few milliseconds once; test/foundation/compilers.test.ts compiles them all
+ * eagerly, so a schema that cannot compile still fails the suite.
+ */
+export function lazySerializers (build: SerializerFactory): SerializerFactory {
+  return (externalSchemas, options) => {
+    const compile = build(externalSchemas, options)
+    return (route) => {
+      let serialize: ((doc: unknown) => string) | undefined
+      return (doc) => (serialize ??= compile(route))(doc)
+    }
+  }
+}
+
+/**
+ * Request validators, likewise compiled on the first request that needs them.
+ * Fastify reads `.errors` from the function it was given after a failed call,
+ * so the wrapper mirrors the compiled function's errors.
+ */
+export function lazyValidators (build: ValidatorFactory): ValidatorFactory {
+  return (externalSchemas, options) => {
+    const compile = build(externalSchemas, options)
+    return (route) => {
+      let validate: ReturnType<ReturnType<ValidatorFactory>> | undefined
+      const lazy = ((data: unknown) => {
+        validate ??= compile(route)
+        const valid = validate(data)
+        lazy.errors = validate.errors
+        return valid
+      }) as ReturnType<ReturnType<ValidatorFactory>>
+      return lazy
+    }
   }
 }
 
@@ -119,7 +163,7 @@ function drainOnClose (fastify: FastifyInstance) {
 
 /** Builds a ready-to-listen instance. */
 export async function buildApp (config: AppConfig, deps: AppDeps = {}): Promise<FastifyInstance> {
-  const fastify = Fastify(serverOptions(config))
+  const fastify = Fastify({ ...serverOptions(config), ...deps.serverOptions })
   await fastify.register(fp(app, { name: 'app' }), { config, deps })
   try {
     await fastify.ready()

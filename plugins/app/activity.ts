@@ -1,12 +1,17 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
-import { activityLog } from '../../db/schema/index.ts'
+import { randomUUID } from 'node:crypto'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { UAParser } from 'ua-parser-js'
+import { activityLog, type ActivityLevel, type NewActivityLog } from '../../db/schema/index.ts'
+import { AppError } from '../../schemas/errors.ts'
+import { isDependencyDown, toAppError } from './errors.ts'
 
 /**
  * Audit events (SR-38): one activity_log row per auth event, with actor, target,
  * IP, user agent, request id, session id and a UTC time. Server-side fields come
  * from the request, never from a client body (SR-39). Metadata must never hold a
- * password, OTP or token; callers pass only identifiers and outcomes.
+ * password, OTP or token; callers pass only identifiers and outcomes (and keys
+ * that look secret are redacted anyway).
  */
 export interface AuditEvent {
   action: string
@@ -21,16 +26,358 @@ export interface AuditEvent {
   metadata?: Record<string, unknown>
 }
 
+/** What the caller learns about a row it queued (it is written a moment later). */
+export interface QueuedActivity { log_id: string, created_at: Date }
+
+export interface ActivityService {
+  /** Writes every queued row now; rejects when the database refuses them (they stay queued). */
+  flush: () => Promise<void>
+  /**
+   * Queues a row. `security: true` rows (audit events) are never dropped;
+   * others (client events, automatic request rows) may be when the buffer is full.
+   */
+  record: (request: FastifyRequest | null, event: AuditEvent, options: { security: boolean }) => Promise<QueuedActivity>
+  /** Rows waiting to be written, and rows dropped since start (buffer full or unwritable). */
+  stats: () => { pending: number, dropped: number, written: number }
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     audit: (request: FastifyRequest | null, event: AuditEvent) => Promise<void>
+    activity: ActivityService
+  }
+  interface FastifyRequest {
+    /** Rows this request queued, so the automatic row is skipped and the explicit ones get the final status. */
+    activityRows: PendingRow[] | null
   }
 }
 
+export interface PendingRow {
+  row: NewActivityLog & { log_id: string }
+  security: boolean
+  /** Taken out of the buffer to be written: no longer updated by its request. */
+  taken: boolean
+}
+
+// ---------------------------------------------------------------------------
+// The buffer: bounded, batched, retried; pure enough to be tested on its own.
+// ---------------------------------------------------------------------------
+
+export interface BufferOptions {
+  /** Inserts rows; must be idempotent (rows carry their own primary key). */
+  write: (rows: NewActivityLog[]) => Promise<void>
+  capacity: number
+  batchSize: number
+  intervalMs: number
+  onDrop: (count: number, reason: 'buffer_full' | 'unwritable') => void
+  log: Pick<FastifyBaseLogger, 'warn' | 'error' | 'info'>
+  /** Longest wait between two attempts while the database keeps failing. */
+  maxBackoffMs?: number
+  now?: () => number
+}
+
+const droppable = (p: PendingRow) => !p.security
+
+/**
+ * Rows wait here and are written in batches off the request path: every
+ * `intervalMs`, or as soon as `batchSize` rows wait. A failed write keeps its
+ * rows and is retried with a growing pause. The buffer holds at most `capacity`
+ * rows: when full, the oldest non-audit row at info level goes first, then the
+ * oldest non-audit row of any level; audit rows are never dropped — an audit
+ * row that finds the buffer full of audit rows waits for a write to make room,
+ * and fails (503) only if the database cannot take them, so the request that
+ * caused it fails as it would have with an inline insert.
+ */
+export class ActivityBuffer {
+  private rows: PendingRow[] = []
+  private running: Promise<void> | null = null
+  private timer: NodeJS.Timeout | null = null
+  private scheduled = false
+  private failures = 0
+  private retryAt = 0
+  private closed = false
+  private readonly now: () => number
+  written = 0
+  dropped = 0
+
+  constructor (private readonly options: BufferOptions) {
+    this.now = options.now ?? Date.now
+  }
+
+  get pending () { return this.rows.length }
+
+  start () {
+    this.timer = setInterval(() => this.tick(), this.options.intervalMs)
+    this.timer.unref()
+  }
+
+  async add (pending: PendingRow): Promise<void> {
+    if (this.closed) {
+      // After the final flush (a response finishing during shutdown): write it alone.
+      await this.writeBatch([pending]).catch((error) => this.lose([pending], error))
+      return
+    }
+    if (this.rows.length >= this.options.capacity && !this.evictFor(pending)) {
+      if (!pending.security) {
+        this.drop(1, 'buffer_full')
+        return
+      }
+      await this.makeRoom()
+    }
+    this.rows.push(pending)
+    if (this.rows.length >= this.options.batchSize) this.schedule()
+  }
+
+  /** Frees one slot by dropping a non-audit row; false when only audit rows are left. */
+  private evictFor (incoming: PendingRow): boolean {
+    let victim = this.rows.findIndex((p) => droppable(p) && (p.row.level === 'info' || p.row.level === 'debug'))
+    if (victim < 0 && incoming.security) victim = this.rows.findIndex(droppable)
+    if (victim < 0) return false
+    this.rows.splice(victim, 1)
+    this.drop(1, 'buffer_full')
+    return true
+  }
+
+  private async makeRoom () {
+    while (this.rows.length >= this.options.capacity) {
+      try {
+        await this.flush()
+      } catch (error) {
+        throw new AppError('SERVICE_UNAVAILABLE', { cause: error })
+      }
+    }
+  }
+
+  private drop (count: number, reason: 'buffer_full' | 'unwritable') {
+    this.dropped += count
+    this.options.onDrop(count, reason)
+  }
+
+  private schedule () {
+    if (this.scheduled || this.running) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      this.tick()
+    })
+  }
+
+  private tick () {
+    if (this.running || this.rows.length === 0 || this.now() < this.retryAt) return
+    this.flush().catch(() => { /* logged in run(); the rows stay queued */ })
+  }
+
+  /** Writes every queued row; concurrent callers share the same run. */
+  flush (): Promise<void> {
+    this.running ??= this.run().finally(() => { this.running = null })
+    return this.running
+  }
+
+  private async run () {
+    while (this.rows.length > 0) {
+      const batch = this.rows.splice(0, this.options.batchSize)
+      for (const p of batch) p.taken = true
+      try {
+        await this.writeBatch(batch)
+      } catch (error) {
+        this.rows.unshift(...batch)
+        this.trim()
+        this.failures++
+        this.retryAt = this.now() + Math.min(this.options.intervalMs * 2 ** this.failures, this.options.maxBackoffMs ?? 30_000)
+        if (this.failures === 1) this.options.log.warn({ err: error, pending: this.rows.length }, 'activity rows could not be written; retrying')
+        throw error
+      }
+      if (this.failures > 0) this.options.log.info({ after: this.failures }, 'activity rows are written again')
+      this.failures = 0
+      this.retryAt = 0
+    }
+  }
+
+  /** After a failed write put its batch back, the buffer may exceed its capacity by droppable rows. */
+  private trim () {
+    while (this.rows.length > this.options.capacity) {
+      const victim = this.rows.findIndex(droppable)
+      if (victim < 0) return
+      this.rows.splice(victim, 1)
+      this.drop(1, 'buffer_full')
+    }
+  }
+
+  /**
+   * Inserts a batch. A batch refused for a reason other than the database being
+   * unreachable (a row naming a user deleted meanwhile, say) is retried row by
+   * row, so one bad row cannot block the others forever.
+   */
+  private async writeBatch (batch: PendingRow[]) {
+    const rows = batch.map((p) => p.row)
+    try {
+      await this.options.write(rows)
+      this.written += rows.length
+      return
+    } catch (error) {
+      if (isDependencyDown(error) || (batch.length === 1 && !isRowError(error))) throw error
+      if (batch.length === 1) return this.writeAlone(batch[0], error)
+    }
+    for (const p of batch) {
+      try {
+        await this.options.write([p.row])
+        this.written++
+      } catch (error) {
+        if (isDependencyDown(error) || !isRowError(error)) throw error
+        await this.writeAlone(p, error)
+      }
+    }
+  }
+
+  private async writeAlone (p: PendingRow, error: unknown) {
+    // The actor was deleted between the event and the write: keep the event without the link.
+    if (pgCode(error) === '23503' && p.row.user_id) {
+      const row = { ...p.row, user_id: null, metadata: { ...p.row.metadata, deleted_actor_id: p.row.user_id } }
+      try {
+        await this.options.write([row])
+        this.written++
+        return
+      } catch (retryError) {
+        if (isDependencyDown(retryError)) throw retryError
+        error = retryError
+      }
+    }
+    this.options.log.error({ err: error, row: { ...p.row, metadata: undefined } }, 'an activity row was refused by the database and dropped')
+    this.drop(1, 'unwritable')
+  }
+
+  /** Last resort when the database is gone at shutdown: the rows go to the log instead of vanishing. */
+  private lose (batch: PendingRow[], error: unknown) {
+    this.options.log.error({ err: error, rows: batch.map((p) => p.row) }, 'activity rows could not be written before exit; they are in this log line')
+    this.drop(batch.length, 'unwritable')
+  }
+
+  /** Stops the timer and writes everything, retrying briefly; what still fails goes to the log. */
+  async close (attempts = 3) {
+    if (this.timer) clearInterval(this.timer)
+    for (let attempt = 1; this.rows.length > 0 || this.running; attempt++) {
+      try {
+        await this.flush()
+      } catch (error) {
+        if (attempt >= attempts) {
+          this.lose(this.rows.splice(0), error)
+          break
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
+      }
+    }
+    this.closed = true
+  }
+}
+
+/** The PostgreSQL SQLSTATE of an error (postgres.js and PGlite, possibly wrapped by Drizzle). */
+function pgCode (error: unknown): string | undefined {
+  for (let e = error as { code?: unknown, cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code
+  }
+  return undefined
+}
+
+/** Errors caused by a row's content (integrity, data), as opposed to the database or the connection. */
+const isRowError = (error: unknown) => /^(22|23)/.test(pgCode(error) ?? '')
+
+// ---------------------------------------------------------------------------
+// Building rows
+// ---------------------------------------------------------------------------
+
+const SECRET_KEY = /(^|[_-])(password|passwd|passcode|otp|code|token|secret|authorization|cookie|api[_-]?key)$/i
+const JWT_LIKE = /^ey[A-Za-z0-9_-]{8,}\.ey[A-Za-z0-9_-]{8,}\./
+
+/** Defence in depth for SR-38: keys that name secrets and values shaped like tokens never reach a row. */
+export function scrubMetadata (value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return JWT_LIKE.test(value) ? '[redacted]' : value
+  if (value === null || typeof value !== 'object' || depth > 4) return value
+  if (Array.isArray(value)) return value.map((v) => scrubMetadata(v, depth + 1))
+  const out: Record<string, unknown> = {}
+  for (const [key, v] of Object.entries(value)) out[key] = SECRET_KEY.test(key) ? '[redacted]' : scrubMetadata(v, depth + 1)
+  return out
+}
+
+export interface ParsedAgent { device: string | null, browser: string | null, os: string | null }
+
+const agentCache = new Map<string, ParsedAgent>()
+const AGENT_CACHE_MAX = 500
+
+/** device type / browser / OS of a user agent (ua-parser-js), remembered: agents repeat a lot. */
+export function parseUserAgent (userAgent: string | null | undefined): ParsedAgent {
+  if (!userAgent) return { device: null, browser: null, os: null }
+  const known = agentCache.get(userAgent)
+  if (known) return known
+  const { browser, os, device } = UAParser(userAgent)
+  // API clients (curl, okhttp, SDKs) are no browsers, but their product token says what they are.
+  const product = /^([A-Za-z][\w.-]*)\/(\d+)/.exec(userAgent)
+  const parsed: ParsedAgent = {
+    device: device.type ?? (os.name ? 'desktop' : null),
+    browser: browser.name ? [browser.name, browser.major].filter(Boolean).join(' ') : product && product[1] !== 'Mozilla' ? `${product[1]} ${product[2]}` : null,
+    os: os.name ? [os.name, os.version].filter(Boolean).join(' ') : null
+  }
+  if (agentCache.size >= AGENT_CACHE_MAX) agentCache.delete(agentCache.keys().next().value!)
+  agentCache.set(userAgent, parsed)
+  return parsed
+}
+
+const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+
+const levelOfStatus = (status: number): ActivityLevel => status >= 500 ? 'error' : status >= 400 ? 'warning' : 'info'
+
+// ---------------------------------------------------------------------------
+// The plugin
+// ---------------------------------------------------------------------------
+
+/** Buffers of the app instances alive in this process (tests build several): the pending gauge sums them. */
+const liveBuffers = new Set<ActivityBuffer>()
+
 export default fp(async (fastify) => {
-  fastify.decorate('audit', async (request: FastifyRequest | null, event: AuditEvent) => {
+  const { config } = fastify
+  const prefix = `/${config.MODE}/`
+  const moduleOf = new Map<string, string>()
+  /** The URL folder a route lives in (`/api/v1/groups/:id` → `groups`): the module of its automatic rows. */
+  const routeModule = (url: string) => {
+    let module = moduleOf.get(url)
+    if (module === undefined) {
+      module = url.startsWith(prefix) ? url.slice(prefix.length).split('/')[0] || 'api' : url.split('/')[1] || 'root'
+      moduleOf.set(url, module)
+    }
+    return module
+  }
+
+  // fastify-metrics' own prom-client, so these land in the registry GET /metrics serves.
+  const prom = config.METRICS_ENABLED && fastify.hasDecorator('metrics') ? fastify.metrics.client : undefined
+  const droppedCounter = prom && (prom.register.getSingleMetric('activity_log_rows_dropped_total') as InstanceType<typeof prom.Counter> | undefined ??
+    new prom.Counter({ name: 'activity_log_rows_dropped_total', help: 'Activity rows dropped: buffer full (request and client rows only, never audit rows) or refused by the database', labelNames: ['reason'] }))
+  if (prom && !prom.register.getSingleMetric('activity_log_rows_pending')) {
+    // eslint-disable-next-line no-new
+    new prom.Gauge({
+      name: 'activity_log_rows_pending',
+      help: 'Activity rows waiting to be written',
+      collect () { this.set([...liveBuffers].reduce((n, b) => n + b.pending, 0)) }
+    })
+  }
+
+  const buffer = new ActivityBuffer({
+    write: async (rows) => {
+      // Completed here rather than in the request: parsing a user agent costs a little.
+      for (const row of rows) if (row.user_agent && row.device === null && row.browser === null && row.os === null) Object.assign(row, parseUserAgent(row.user_agent))
+      await fastify.db.insert(activityLog).values(rows).onConflictDoNothing()
+    },
+    capacity: config.ACTIVITY_BUFFER_MAX,
+    batchSize: Math.min(config.ACTIVITY_BATCH_SIZE, config.ACTIVITY_BUFFER_MAX),
+    intervalMs: config.ACTIVITY_FLUSH_INTERVAL_MS,
+    onDrop: (count, reason) => droppedCounter?.inc({ reason }, count),
+    log: fastify.log
+  })
+  buffer.start()
+  liveBuffers.add(buffer)
+
+  function build (request: FastifyRequest | null, event: AuditEvent): PendingRow['row'] {
     const auth = request?.auth
-    await fastify.db.insert(activityLog).values({
+    return {
+      log_id: randomUUID(),
       level: event.level ?? 'info',
       action: event.action,
       module: event.module ?? 'auth',
@@ -40,12 +387,81 @@ export default fp(async (fastify) => {
       session_id: event.sessionId !== undefined ? event.sessionId : (auth?.sessionId ?? null),
       ip_address: request?.ip ?? null,
       user_agent: request?.headers['user-agent']?.slice(0, 512) ?? null,
+      device: null,
+      browser: null,
+      os: null,
       endpoint: request?.routeOptions.url ?? null,
       method: request?.method ?? null,
       status_code: event.statusCode ?? null,
       request_id: request ? String(request.id) : null,
-      metadata: event.metadata ?? null,
+      duration_ms: null,
+      metadata: event.metadata ? scrubMetadata(event.metadata) as Record<string, unknown> : null,
       created_at: new Date(fastify.now())
-    })
+    }
+  }
+
+  async function record (request: FastifyRequest | null, event: AuditEvent, options: { security: boolean }): Promise<QueuedActivity> {
+    const pending: PendingRow = { row: build(request, event), security: options.security, taken: false }
+    if (request) (request.activityRows ??= []).push(pending)
+    await buffer.add(pending)
+    return { log_id: pending.row.log_id, created_at: pending.row.created_at as Date }
+  }
+
+  fastify.decorateRequest('activityRows', null)
+  fastify.decorate('audit', async (request: FastifyRequest | null, event: AuditEvent) => {
+    await record(request, event, { security: true })
   })
-}, { name: 'activity', dependencies: ['db'] })
+  fastify.decorate('activity', {
+    flush: () => buffer.flush(),
+    record,
+    stats: () => ({ pending: buffer.pending, dropped: buffer.dropped, written: buffer.written })
+  } satisfies ActivityService)
+
+  // The error code of a failed request, for the metadata of its automatic row.
+  const errorCodes = new WeakMap<FastifyRequest, string>()
+  fastify.addHook('onError', async (request, _reply, error) => {
+    errorCodes.set(request, toAppError(error).code)
+  })
+
+  fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    const own = request.activityRows
+    if (own) {
+      // Audit rows were queued mid-request: they get the outcome while they still wait.
+      for (const p of own) {
+        if (p.taken) continue
+        p.row.status_code ??= reply.statusCode
+        p.row.duration_ms = Math.round(reply.elapsedTime)
+      }
+    } else if (config.ACTIVITY_LOG_REQUESTS && MUTATING.has(request.method) && !request.is404) {
+      automaticRow(request, reply)
+    }
+    done()
+  })
+
+  function automaticRow (request: FastifyRequest, reply: FastifyReply) {
+    const endpoint = request.routeOptions.url
+    if (!endpoint) return
+    // Never the body (it may hold passwords or codes): path parameters are ids, the error a code.
+    const params = request.params as Record<string, unknown> | undefined
+    const error = errorCodes.get(request)
+    const metadata = {
+      ...(params && Object.keys(params).length > 0 ? { params } : {}),
+      ...(error ? { error } : {})
+    }
+    const row = build(request, {
+      action: 'request',
+      module: routeModule(endpoint),
+      level: levelOfStatus(reply.statusCode),
+      statusCode: reply.statusCode,
+      metadata: Object.keys(metadata).length > 0 ? metadata : undefined
+    })
+    row.duration_ms = Math.round(reply.elapsedTime)
+    buffer.add({ row, security: false, taken: false }).catch(() => { /* non-audit rows never wait and never fail */ })
+  }
+
+  // Graceful stop (SR-42): in-flight requests are done when onClose runs, and the database closes after us.
+  fastify.addHook('onClose', async () => {
+    await buffer.close()
+    liveBuffers.delete(buffer)
+  })
+}, { name: 'activity', dependencies: ['db', 'metrics'] })

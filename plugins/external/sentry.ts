@@ -1,5 +1,4 @@
 import fp from 'fastify-plugin'
-import * as Sentry from '@sentry/node'
 import type { FastifyRequest } from 'fastify'
 
 /** Keys whose values never leave the process in an error report (SR-33). */
@@ -22,6 +21,8 @@ export default fp(async (fastify) => {
     fastify.decorate('reportError', () => {})
     return
   }
+  // Loaded only when configured: the SDK costs over a second of start-up and tens of MB of RSS.
+  const Sentry = await import('@sentry/node')
   const client = Sentry.init({
     dsn: SENTRY_DSN,
     environment: SENTRY_ENVIRONMENT ?? NODE_ENV,

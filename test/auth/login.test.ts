@@ -1,14 +1,19 @@
 import t from 'tap'
 import bcrypt from 'bcryptjs'
 import { and, eq } from 'drizzle-orm'
+import type { FastifyInstance } from 'fastify'
 import { build } from '../helpers/build.ts'
 import { createUser, defaultPassword } from '../helpers/users.ts'
 import { activityLog, user } from '../../db/schema/index.ts'
 
 const loginUrl = '/api/v1/auth/login-with-password'
 
+// One app for the tests that need no special settings: each creates its own users.
+let shared: FastifyInstance | undefined
+const app0 = async () => (shared ??= await build(t))
+
 t.test('password login by email, phone or user name returns the token bundle', async (t) => {
-  const app = await build(t)
+  const app = await app0()
   const u = await createUser(app, { email: 'Ada@Example.com', phone_number: '+14155550123', user_name: 'ada_l' })
   for (const identifier of ['ada@example.com', 'ADA@EXAMPLE.COM', '+1 415 555 0123', 'Ada_L']) {
     const res = await app.inject({ method: 'POST', url: loginUrl, payload: { identifier, password: defaultPassword } })
@@ -44,7 +49,7 @@ t.test('SR-7: unknown identifier and wrong password answer identically, both ver
 })
 
 t.test('SR-1: a too-long password is a fast 400, never a 500', async (t) => {
-  const app = await build(t)
+  const app = await app0()
   await createUser(app, { email: 'long@example.com' })
   const res = await app.inject({ method: 'POST', url: loginUrl, payload: { identifier: 'long@example.com', password: 'x'.repeat(129) } })
   t.equal(res.statusCode, 400)
@@ -54,7 +59,7 @@ t.test('SR-1: a too-long password is a fast 400, never a 500', async (t) => {
 })
 
 t.test('SR-3: spaces, emoji and non-Latin letters work as passwords', async (t) => {
-  const app = await build(t)
+  const app = await app0()
   for (const password of ['  spaces  inside  ', '🔐🦄🌈🍕🚀🎉🐙🌻', 'كلمة سر طويلة', '密码很长的密码吗']) {
     const u = await createUser(app, { password })
     const res = await app.inject({ method: 'POST', url: loginUrl, payload: { identifier: u.email!, password } })
@@ -63,7 +68,7 @@ t.test('SR-3: spaces, emoji and non-Latin letters work as passwords', async (t) 
 })
 
 t.test('SR-5: a legacy bcrypt hash logs in and is re-hashed to Argon2id', async (t) => {
-  const app = await build(t)
+  const app = await app0()
   const legacy = bcrypt.hashSync(defaultPassword, 10)
   const u = await createUser(app, { passwordHash: legacy })
   t.match(u.password, /^\$2[aby]\$/)
@@ -100,6 +105,7 @@ t.test('SR-9: five failures lock the account with a growing back-off; other acco
   t.equal(second.statusCode, 429)
   t.ok(Number(second.headers['retry-after']) > first, 'the back-off grows')
 
+  await app.activity.flush()
   const rows = await app.db.select().from(activityLog).where(and(eq(activityLog.action, 'account_locked'), eq(activityLog.target_user_id, victim.user_id)))
   t.equal(rows.length, 2, 'SR-38: each lockout is audited')
 })
@@ -137,7 +143,7 @@ t.test('SR-10: per-identifier and per-IP limits on login', async (t) => {
 })
 
 t.test('an inactive account cannot log in', async (t) => {
-  const app = await build(t)
+  const app = await app0()
   const u = await createUser(app, { is_active: false })
   const res = await app.inject({ method: 'POST', url: loginUrl, payload: { identifier: u.email!, password: defaultPassword } })
   t.equal(res.statusCode, 403)
@@ -145,11 +151,12 @@ t.test('an inactive account cannot log in', async (t) => {
 })
 
 t.test('SR-38: login success and failure each write one audit row, without secrets', async (t) => {
-  const app = await build(t)
+  const app = await app0()
   const u = await createUser(app)
   await app.inject({ method: 'POST', url: loginUrl, payload: { identifier: u.email!, password: 'a wrong password' }, headers: { 'user-agent': 'tap-test/1.0', 'x-request-id': 'audit-failure-0001' } })
   const ok = await app.inject({ method: 'POST', url: loginUrl, payload: { identifier: u.email!, password: defaultPassword }, headers: { 'user-agent': 'tap-test/1.0', 'x-request-id': 'audit-success-0001' } })
   const sessionId = ok.json().data.session_id
+  await app.activity.flush()
   const rows = await app.db.select().from(activityLog).where(eq(activityLog.target_user_id, u.user_id))
   const failed = rows.filter((r) => r.action === 'login_failed')
   const succeeded = rows.filter((r) => r.action === 'login_success')

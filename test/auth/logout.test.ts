@@ -36,6 +36,7 @@ t.test('SR-20: logout current / others / all, immediately', async (t) => {
   t.equal(await status(b.session_token), 401)
   t.equal(await status(e.access_token), 401)
 
+  await app.activity.flush()
   const audited = await app.db.select().from(activityLog).where(and(eq(activityLog.action, 'logout'), eq(activityLog.target_user_id, u.user_id)))
   t.equal(audited.length, 3, 'SR-38: each logout is audited')
 })

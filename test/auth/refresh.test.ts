@@ -36,6 +36,7 @@ t.test('SR-18: rotation, the grace window, and reuse detection', async (t) => {
   t.equal(reuse.json().error.code, 'AUTH_REFRESH_REUSED')
   t.equal((await app.inject({ method: 'POST', url: refreshUrl, payload: { refresh_token: second.refresh_token } })).statusCode, 401, 'the whole session (family) is revoked')
   t.equal((await app.inject({ url: '/api/v1/settings/profile', headers: bearer(second.access_token) })).statusCode, 401, 'its access tokens fail at once')
+  await app.activity.flush()
   const audit = await app.db.select().from(activityLog).where(and(eq(activityLog.action, 'refresh_token_reuse'), eq(activityLog.session_id, first.session_id)))
   t.equal(audit.length, 1, 'the reuse is audited')
   t.equal(audit[0].level, 'critical')

@@ -9,7 +9,7 @@ import { openDatabase } from '../../db/client.ts'
 import { migrateDatabase } from '../../db/migrate.ts'
 import { acquireDataDirLock, DataDirLockedError } from '../../db/pglite-lock.ts'
 import { activityLog } from '../../db/schema/index.ts'
-import { createEmbeddedDataDir, testDatabaseMode } from '../helpers/database.ts'
+import { createEmbeddedDataDir, createTestDatabase, testDatabaseMode } from '../helpers/database.ts'
 
 /**
  * SR-43 for the embedded database: a process killed with SIGKILL in the middle
@@ -119,11 +119,9 @@ function registerTests (): void {
   })
 
   t.test('close() leaves an injected PGlite open for its owner', embeddedOnly, async (t) => {
-    const { PGlite } = await import('@electric-sql/pglite')
-    const dataDir = scratch()
-    await createEmbeddedDataDir(dataDir)
-    const pglite = new PGlite({ dataDir: path.join(dataDir, 'pglite') })
-    t.teardown(() => pglite.close())
+    const database = await createTestDatabase()
+    t.teardown(() => database.drop())
+    const pglite = database.pglite!
     const handle = await openDatabase({ dataDir: '/nonexistent', poolMax: 5, pglite })
     t.same(handle.stats(), { driver: 'pglite', poolMax: 1 })
     await handle.close()

@@ -1,0 +1,26 @@
+import fp from 'fastify-plugin'
+import multipart from '@fastify/multipart'
+import { largestUpload } from '../app/uploads.ts'
+
+/**
+ * multipart/form-data in stream mode: routes read the file part as a stream
+ * (`request.file()`), nothing is buffered or written to a temporary folder by
+ * the plugin, and fields are not attached to the body. The parser cuts a file
+ * one byte past the largest per-type limit, so the upload code (which applies
+ * the limit of the detected type) always sees an oversize file as one.
+ */
+export default fp(async (fastify) => {
+  await fastify.register(multipart, {
+    attachFieldsToBody: false,
+    throwFileSizeLimit: true,
+    limits: {
+      fileSize: largestUpload(fastify.config) + 1,
+      files: 1,
+      fields: 10,
+      fieldNameSize: 100,
+      fieldSize: 4096,
+      parts: 12,
+      headerPairs: 50
+    }
+  })
+}, { name: 'multipart' })

@@ -1,0 +1,107 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type Static } from '@sinclair/typebox'
+import { Envelope } from '../../../schemas/envelope.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { TokenBundleSchema } from '../../../schemas/auth.ts'
+import { UserSchema } from '../../../schemas/user.ts'
+import {
+  AvailabilityBody, AvailabilitySchema, LoginWithOtpBody, OtpSentSchema, OtpVerifiedSchema, SendOtpBody,
+  VerifyContactBody, VerifyOtpBody
+} from '../../../schemas/otp.ts'
+import { requirePhone } from '../../../plugins/app/otp.ts'
+
+const tags = ['auth']
+
+const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
+  const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
+
+  fastify.post('/send-one-time-password', {
+    config: { public: true, rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Send a one-time password to an email (email) or a phone (sms, whatsapp)',
+      description: 'The answer is the same whether or not an account uses the address: for login and reset_password an unknown ' +
+        'address gets nothing; for signup a taken address gets a notice instead of a code. One code per address every ' +
+        `${config.OTP_RESEND_COOLDOWN_SECONDS} s (429 OTP_COOLDOWN) and ${config.OTP_DAILY_LIMIT} a day (429 OTP_DAILY_LIMIT); ` +
+        'a new code replaces the previous one. verify_email and verify_phone need a signed-in caller (send its token) ' +
+        'and go to its own address. A message that could not be sent is a 502 OTP_DELIVERY_FAILED.',
+      // Public, but verify_email / verify_phone read the caller's token: {} makes the
+      // credential optional, so Swagger UI sends it when authorized (schemes of access.ts).
+      security: [{}, { oauth2: [] }, { bearerAuth: [] }, { sessionToken: [] }],
+      body: Type.Ref(SendOtpBody),
+      response: { 200: Envelope(Type.Ref(OtpSentSchema)) }
+    }
+  }, async (request, reply) => {
+    const sent = await fastify.credentials.sendCode(request, request.body as Static<typeof SendOtpBody>)
+    return reply.ok(sent, { message: 'success.otp_sent' })
+  })
+
+  fastify.post('/verify-one-time-password', {
+    config: { public: true, rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Check a one-time password (consumes it) and get a verification token',
+      description: 'The single-use verification_token stands for the code in verify (signup), login-with-otp (login) or ' +
+        `forget-password (reset_password), for the same address, during ${config.OTP_TTL_SECONDS} s. Any failure is OTP_INVALID.`,
+      body: Type.Ref(VerifyOtpBody),
+      response: { 200: Envelope(Type.Ref(OtpVerifiedSchema)) }
+    }
+  }, async (request, reply) => {
+    const body = request.body as Static<typeof VerifyOtpBody>
+    const ticket = await fastify.credentials.verifyCode(request, body)
+    return reply.ok({ ...ticket, purpose: body.purpose }, { message: 'success.otp_verified' })
+  })
+
+  fastify.post('/login-with-otp', {
+    config: { public: true, rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Passwordless login with a code sent for the purpose login',
+      body: Type.Ref(LoginWithOtpBody),
+      response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
+    }
+  }, async (request, reply) => {
+    const bundle = await fastify.credentials.loginWithOtp(request, request.body as Static<typeof LoginWithOtpBody>)
+    return reply.ok(bundle, { message: 'success.login' })
+  })
+
+  fastify.post('/verify-email-and-phone', {
+    config: { permissions: [], rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Mark your email or phone number verified with a code (purpose verify_email or verify_phone)',
+      body: Type.Ref(VerifyContactBody),
+      response: { 200: Envelope(Type.Ref(UserSchema)) }
+    }
+  }, async (request, reply) => {
+    const account = await fastify.credentials.verifyContact(request, request.body as Static<typeof VerifyContactBody>)
+    return reply.ok(account, { message: 'success.contact_verified' })
+  })
+
+  fastify.post('/check-user-availability', {
+    config: { public: true, rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Is an email, phone number or user name free?',
+      description: `Tells whether an account uses each value, which is its purpose; limited to ${config.AVAILABILITY_RATE_LIMIT_PER_IP} requests per IP per minute.`,
+      body: Type.Ref(AvailabilityBody),
+      response: { 200: Envelope(Type.Ref(AvailabilitySchema)) }
+    }
+  }, async (request, reply) => {
+    const body = request.body as Static<typeof AvailabilityBody>
+    // The tight budget lives in the shared store and fails closed, so no instance or outage widens it.
+    await fastify.throttle.limit('availability', request.ip, config.AVAILABILITY_RATE_LIMIT_PER_IP, 60_000)
+    const query = {
+      ...(body.email !== undefined ? { email: body.email.trim().toLowerCase() } : {}),
+      ...(body.phone_number !== undefined ? { phone_number: requirePhone(body.phone_number) } : {}),
+      ...(body.user_name !== undefined ? { user_name: body.user_name } : {})
+    }
+    if (Object.keys(query).length === 0) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body', message: 'send email, phone_number or user_name' }] })
+    const free = await fastify.accounts.availability(query)
+    const answer = Object.fromEntries(Object.entries(query).map(([field, value]) => [field, { value, available: free[field as keyof typeof free] === true }]))
+    return reply.ok(answer, { message: 'success.availability' })
+  })
+}
+
+export default otpRoutes

@@ -1,0 +1,56 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type Static } from '@sinclair/typebox'
+import { Envelope } from '../../../schemas/envelope.ts'
+import { UserSchema } from '../../../schemas/user.ts'
+import { ChangePasswordBody, ForgetPasswordBody, PasswordChangedSchema, SetPasswordBody } from '../../../schemas/otp.ts'
+
+const tags = ['auth']
+
+const password: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
+  const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
+
+  fastify.post('/set-password', {
+    config: { permissions: [], rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Set a password on an account that has none (e.g. after a passwordless login)',
+      description: `Needs a login of the last ${config.REAUTH_WINDOW_MINUTES} minutes (403 AUTH_REAUTH_REQUIRED otherwise); an account with a password uses change-password.`,
+      body: Type.Ref(SetPasswordBody),
+      response: { 200: Envelope(Type.Ref(UserSchema)) }
+    }
+  }, async (request, reply) => {
+    const account = await fastify.credentials.setPassword(request, (request.body as Static<typeof SetPasswordBody>).password)
+    return reply.ok(account, { message: 'success.password_set' })
+  })
+
+  fastify.post('/change-password', {
+    config: { permissions: [], rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Change your password (the current one is required); signs out your other sessions',
+      body: Type.Ref(ChangePasswordBody),
+      response: { 200: Envelope(Type.Ref(PasswordChangedSchema)) }
+    }
+  }, async (request, reply) => {
+    const body = request.body as Static<typeof ChangePasswordBody>
+    const result = await fastify.credentials.changePassword(request, body.current_password, body.new_password)
+    return reply.ok(result, { message: 'success.password_changed' })
+  })
+
+  fastify.post('/forget-password', {
+    config: { public: true, rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Reset a forgotten password with a code sent for the purpose reset_password',
+      description: 'Signs out every session and returns no tokens: log in with the new password afterwards.',
+      body: Type.Ref(ForgetPasswordBody),
+      response: { 200: Envelope(Type.Ref(PasswordChangedSchema)) }
+    }
+  }, async (request, reply) => {
+    const result = await fastify.credentials.resetPassword(request, request.body as Static<typeof ForgetPasswordBody>)
+    return reply.ok(result, { message: 'success.password_reset' })
+  })
+}
+
+export default password

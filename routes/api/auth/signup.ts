@@ -1,0 +1,26 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type Static } from '@sinclair/typebox'
+import { Envelope } from '../../../schemas/envelope.ts'
+import { TokenBundleSchema } from '../../../schemas/auth.ts'
+import { SignupBody } from '../../../schemas/otp.ts'
+
+const signup: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
+
+  fastify.post('/verify', {
+    config: { public: true, rateLimit: { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
+    schema: {
+      tags: ['auth'],
+      summary: 'Sign up: a code sent for the purpose signup, the password and profile basics; answers the tokens of a first session',
+      description: 'First POST send-one-time-password with purpose signup. The verified address (email or phone) becomes the ' +
+        'account\'s identifier; the account joins the group user. Identifiers are normalised: emails lower-cased, phone numbers in E.164.',
+      body: Type.Ref(SignupBody),
+      response: { 201: Envelope(Type.Ref(TokenBundleSchema)) }
+    }
+  }, async (request, reply) => {
+    const bundle = await fastify.credentials.signUp(request, request.body as Static<typeof SignupBody>)
+    return reply.ok(bundle, { message: 'success.signup', status: 201 })
+  })
+}
+
+export default signup

@@ -1,0 +1,73 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type Static } from '@sinclair/typebox'
+import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
+import { PermissionCreateBody, PermissionListQuery, PermissionSchema, PermissionUpdateBody } from '../../../schemas/admin.ts'
+
+const tags = ['permissions']
+const params = Type.Object({ permission_id: Uuid() })
+
+const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/', {
+    config: { permissions: ['view_permission'] },
+    schema: {
+      tags,
+      summary: 'List permissions, by codename',
+      querystring: PermissionListQuery,
+      response: { 200: Envelope(Type.Array(Type.Ref(PermissionSchema)), Type.Ref(PaginationMeta)) }
+    }
+  }, async (request, reply) => {
+    const { limit, offset, cursor } = request.query
+    const page = await fastify.rbac.listPermissions(request.query)
+    return reply.ok(page.items, { meta: { pagination: { limit, total: page.total, ...(cursor ? {} : { offset: offset ?? 0 }), next_cursor: page.nextCursor } } })
+  })
+
+  fastify.post('/', {
+    config: { permissions: ['add_permission'] },
+    schema: {
+      tags,
+      summary: 'Create a permission',
+      description: 'A new permission is held by nobody until a group grants it. 409 CONFLICT when the codename is taken.',
+      body: Type.Ref(PermissionCreateBody),
+      response: { 201: Envelope(Type.Ref(PermissionSchema)) }
+    }
+  }, async (request, reply) => {
+    const created = await fastify.rbac.createPermission(request, request.body as Static<typeof PermissionCreateBody>)
+    return reply.ok(created, { message: 'success.permission_created', status: 201 })
+  })
+
+  fastify.get('/:permission_id', {
+    config: { permissions: ['view_permission'] },
+    schema: { tags, summary: 'One permission', params, response: { 200: Envelope(Type.Ref(PermissionSchema)) } }
+  }, async (request, reply) => reply.ok(await fastify.rbac.getPermission(request.params.permission_id)))
+
+  fastify.put('/:permission_id', {
+    config: { permissions: ['edit_permission'] },
+    schema: {
+      tags,
+      summary: 'Rename or describe a permission (its codename never changes)',
+      params,
+      body: Type.Ref(PermissionUpdateBody),
+      response: { 200: Envelope(Type.Ref(PermissionSchema)) }
+    }
+  }, async (request, reply) => {
+    const updated = await fastify.rbac.updatePermission(request, request.params.permission_id, request.body as Static<typeof PermissionUpdateBody>)
+    return reply.ok(updated, { message: 'success.permission_updated' })
+  })
+
+  fastify.delete('/:permission_id', {
+    config: { permissions: ['delete_permission'] },
+    schema: {
+      tags,
+      summary: 'Delete a permission',
+      description: 'Groups stop granting it and their members lose it on their next request. Built-in permissions (is_default) ' +
+        'are required by the API\'s routes and cannot be deleted (403 PERMISSION_PROTECTED).',
+      params,
+      response: { 200: Envelope(Type.Object({ permission_id: Type.String({ format: 'uuid' }), deleted: Type.Literal(true), affected_users: Type.Integer() })) }
+    }
+  }, async (request, reply) => {
+    const { affectedUsers } = await fastify.rbac.deletePermission(request, request.params.permission_id)
+    return reply.ok({ permission_id: request.params.permission_id, deleted: true as const, affected_users: affectedUsers }, { message: 'success.permission_deleted' })
+  })
+}
+
+export default permissions

@@ -1,0 +1,44 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type Static } from '@sinclair/typebox'
+import { Envelope } from '../../../schemas/envelope.ts'
+import { ChangeEmailBody, ChangePhoneBody, ContactChangeSchema } from '../../../schemas/otp.ts'
+
+const tags = ['settings']
+
+const contact: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { config } = fastify
+  const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
+  const steps = `Two steps. Without otp: needs a login of the last ${config.REAUTH_WINDOW_MINUTES} minutes or current_password, ` +
+    'and sends a code to the new address (status otp_sent). With the otp: commits the change, marks the new address verified ' +
+    'and notifies the old one (status changed).'
+
+  fastify.post('/change-email', {
+    config: { permissions: ['edit_profile'], rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Change your email address',
+      description: steps,
+      body: Type.Ref(ChangeEmailBody),
+      response: { 200: Envelope(Type.Ref(ContactChangeSchema)) }
+    }
+  }, async (request, reply) => {
+    const result = await fastify.credentials.changeEmail(request, request.body as Static<typeof ChangeEmailBody>)
+    return reply.ok(result, { message: result.status === 'changed' ? 'success.email_changed' : 'success.change_otp_sent' })
+  })
+
+  fastify.post('/change-phone', {
+    config: { permissions: ['edit_profile'], rateLimit: perIp },
+    schema: {
+      tags,
+      summary: 'Change your phone number',
+      description: steps,
+      body: Type.Ref(ChangePhoneBody),
+      response: { 200: Envelope(Type.Ref(ContactChangeSchema)) }
+    }
+  }, async (request, reply) => {
+    const result = await fastify.credentials.changePhone(request, request.body as Static<typeof ChangePhoneBody>)
+    return reply.ok(result, { message: result.status === 'changed' ? 'success.phone_changed' : 'success.change_otp_sent' })
+  })
+}
+
+export default contact

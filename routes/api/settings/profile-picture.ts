@@ -1,0 +1,50 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Envelope } from '../../../schemas/envelope.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { ProfilePictureSchema } from '../../../schemas/media.ts'
+
+const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.addHook('onSend', async (request, reply) => {
+    if (reply.statusCode >= 400 && !request.raw.complete) reply.header('Connection', 'close')
+  })
+
+  fastify.post('/profile-picture', {
+    config: { permissions: ['edit_profile'] },
+    preValidation: async (request) => {
+      if (!request.isMultipart()) throw new AppError('UNSUPPORTED_MEDIA_TYPE', { details: { expected: 'multipart/form-data' } })
+      request.body ??= {}
+    },
+    schema: {
+      tags: ['settings'],
+      summary: 'Upload a new profile picture (multipart)',
+      description: 'One image part (JPEG, PNG, GIF, WebP or AVIF, by content, up to UPLOAD_MAX_BYTES_IMAGE). It is re-encoded to WebP ' +
+        'in a worker thread: metadata (EXIF with GPS position, XMP, ICC) is dropped, the size is bounded by PROFILE_PICTURE_MAX_DIMENSION, ' +
+        'and a square thumbnail is made. The previous picture is deleted.',
+      body: {
+        content: {
+          'multipart/form-data': {
+            schema: Type.Object({ file: Type.Optional(Type.Unsafe<unknown>({ type: 'string', format: 'binary', description: 'The image (required; streamed, so the validator cannot see it)' })) })
+          }
+        }
+      } as never,
+      response: { 200: Envelope(Type.Ref(ProfilePictureSchema)) }
+    }
+  }, async (request, reply) => {
+    const userId = request.auth!.userId
+    const limit = fastify.uploads.limits.image
+    // The parser stops at the image limit, so no more than that is ever held in memory.
+    const part = await request.file({ limits: { fileSize: limit + 1 } })
+    if (!part) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/file', message: 'must contain one file part' }] })
+    const input = await fastify.uploads.readSmall(part.file, limit, () => part.file.truncated)
+    const outcome = await fastify.uploads.setProfilePicture(userId, input, part.filename)
+    await fastify.audit(request, {
+      action: 'profile_picture_update',
+      module: 'settings',
+      metadata: { size_bytes: outcome.size_bytes, previous_picture_deleted: outcome.previous_picture_deleted }
+    })
+    return reply.ok(outcome, { message: 'success.profile_picture_updated' })
+  })
+}
+
+export default profilePicture

@@ -1,0 +1,86 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type, type Static } from '@sinclair/typebox'
+import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
+import { MembershipSchema, UserGroupsBody, UserListQuery, UserPermissionsSchema, UserStatusBody } from '../../../schemas/admin.ts'
+import { UserSchema } from '../../../schemas/user.ts'
+
+const tags = ['users']
+const params = Type.Object({ user_id: Uuid() })
+const memberships = Envelope(Type.Array(Type.Ref(MembershipSchema)))
+
+const users: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/', {
+    config: { permissions: ['manage_users'] },
+    schema: {
+      tags,
+      summary: 'List and search users',
+      description: 'q searches email, first and last name, phone number and user name (case-insensitive substring). Filters combine ' +
+        'with AND. Sorted by created_at (default), last_login or email, desc (default) or asc; paginate with next_cursor (or offset).',
+      querystring: UserListQuery,
+      response: { 200: Envelope(Type.Array(Type.Ref(UserSchema)), Type.Ref(PaginationMeta)) }
+    }
+  }, async (request, reply) => {
+    const { limit, offset, cursor } = request.query
+    const page = await fastify.userDirectory.list(request.query)
+    return reply.ok(page.items, { meta: { pagination: { limit, total: page.total, ...(cursor ? {} : { offset: offset ?? 0 }), next_cursor: page.nextCursor } } })
+  })
+
+  // Static segments win over parameters in the router, so /me/... never reaches /:user_id/....
+  fastify.get('/me/groups', {
+    config: { permissions: [] },
+    schema: { tags, summary: 'Your groups', response: { 200: memberships } }
+  }, async (request, reply) => reply.ok(await fastify.rbac.userGroups(request.auth!.userId)))
+
+  fastify.get('/me/permissions', {
+    config: { permissions: [] },
+    schema: { tags, summary: 'Your permissions, and the groups granting each', response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
+  }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.auth!.userId)))
+
+  fastify.get('/:user_id/groups', {
+    config: { permissions: ['view_user'] },
+    schema: { tags, summary: 'A user\'s groups', params, response: { 200: memberships } }
+  }, async (request, reply) => reply.ok(await fastify.rbac.userGroups(request.params.user_id)))
+
+  fastify.post('/:user_id/groups', {
+    config: { permissions: ['assign_groups'] },
+    schema: {
+      tags,
+      summary: 'Set, add or remove a user\'s groups',
+      description: 'Any active group can be assigned (409 CONFLICT for an inactive one), if you hold every permission it grants ' +
+        '(403 PRIVILEGE_ESCALATION). Only super admins add or remove super_admin membership, and the last active super admin ' +
+        'keeps it (409 LAST_SUPER_ADMIN). The user sees the change on their next request.',
+      params,
+      body: Type.Ref(UserGroupsBody),
+      response: { 200: memberships }
+    }
+  }, async (request, reply) => {
+    const body = request.body as Static<typeof UserGroupsBody>
+    const result = await fastify.rbac.changeUserGroups(request, request.params.user_id, body.groups, body.action ?? 'set')
+    return reply.ok(result, { message: 'success.user_groups_updated' })
+  })
+
+  fastify.get('/:user_id/permissions', {
+    config: { permissions: ['view_user'] },
+    schema: { tags, summary: 'A user\'s permissions, and the groups granting each', params, response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
+  }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.params.user_id)))
+
+  fastify.put('/:user_id/status', {
+    config: { permissions: ['manage_users'] },
+    schema: {
+      tags,
+      summary: 'Activate or deactivate a user',
+      description: 'Deactivating signs out every session of the user at once. Only super admins change a super admin\'s status ' +
+        '(403 PRIVILEGE_ESCALATION), and the last active super admin stays active (409 LAST_SUPER_ADMIN). Deleted accounts cannot ' +
+        'be reactivated (404).',
+      params,
+      body: Type.Ref(UserStatusBody),
+      response: { 200: Envelope(Type.Ref(UserSchema)) }
+    }
+  }, async (request, reply) => {
+    const body = request.body as Static<typeof UserStatusBody>
+    const result = await fastify.rbac.setUserActive(request, request.params.user_id, body.is_active, body.reason)
+    return reply.ok(result, { message: 'success.user_status_updated' })
+  })
+}
+
+export default users
