@@ -25,13 +25,13 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { login, requests, type RequestSpec } from './lib/api.ts'
+import { login, loginUser, requests, type RequestSpec } from './lib/api.ts'
 import { buildApi, type Build } from './lib/build.ts'
 import { measure, measureTogether, warmUp, type Load } from './lib/load.ts'
 import { rssMb } from './lib/proc.ts'
 import { environment, resultsTable, round, row, targetsTable, type Row, type SoakResult, type Target } from './lib/report.ts'
 import { resultsDir, startApi, startBaseline, type Server } from './lib/servers.ts'
-import { seedActivity, seedUsers } from './lib/seed.ts'
+import { seedActivity, seedLoginUser, seedUsers } from './lib/seed.ts'
 import { selectStack, type Stack } from './lib/stack.ts'
 
 const scenarioIds = ['health', 'session', 'access', 'users', 'login', 'health-under-login', 'activity-logging', 'activity-list'] as const
@@ -117,6 +117,7 @@ async function main (): Promise<void> {
     const handle = await stack.open()
     try {
       await seedUsers(handle, seededUsers)
+      await seedLoginUser(handle, loginUser.email, loginUser.password)
       if (wanted('activity-list')) await seedActivity(handle, activityRows)
     } finally {
       await handle.close()

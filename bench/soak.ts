@@ -14,13 +14,13 @@
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { login, requests } from './lib/api.ts'
+import { login, loginUser, requests } from './lib/api.ts'
 import { buildApi } from './lib/build.ts'
 import { measureTogether, warmUp, type Load } from './lib/load.ts'
 import { rssMb } from './lib/proc.ts'
 import { environment, median, round, type SoakResult } from './lib/report.ts'
 import { resultsDir, startApi, type Server } from './lib/servers.ts'
-import { seedUsers } from './lib/seed.ts'
+import { seedLoginUser, seedUsers } from './lib/seed.ts'
 import { selectStack } from './lib/stack.ts'
 
 const durationSeconds = Number(process.env.SOAK_DURATION ?? 300)
@@ -50,6 +50,7 @@ async function main (): Promise<void> {
     const handle = await stack.open()
     try {
       await seedUsers(handle, 1000)
+      await seedLoginUser(handle, loginUser.email, loginUser.password)
     } finally {
       await handle.close()
     }

@@ -6,14 +6,16 @@ export const API = '/api/v1'
 
 export interface Tokens { session: string, access: string }
 
-export const loginBody = JSON.stringify({ identifier: adminEmail, password: adminPassword })
+/** The account of the login scenarios (seedLoginUser), a plain user. */
+export const loginUser = { email: 'bench-login@example.com', password: 'another bench password, long enough' }
+export const loginBody = JSON.stringify({ identifier: loginUser.email, password: loginUser.password })
 
 /** Logs the bootstrap admin in; its session and access tokens authorize the reads. */
 export async function login (server: Server): Promise<Tokens> {
   const res = await fetch(`http://127.0.0.1:${server.port}${API}/auth/login-with-password`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: loginBody
+    body: JSON.stringify({ identifier: adminEmail, password: adminPassword })
   })
   const body = await res.json() as { success: boolean, data?: { session_token: string, access_token: string } }
   if (!res.ok || !body.data) throw new Error(`bench login failed (${res.status}): ${JSON.stringify(body)}`)

@@ -1,5 +1,7 @@
 import { sql } from 'drizzle-orm'
 import { executeRows, type DatabaseHandle } from '../../db/client.ts'
+import { user } from '../../db/schema/index.ts'
+import { hashPassword } from '../../workers/password.ts'
 
 /**
  * Bench data written straight into the database with a few set-based SQL
@@ -58,7 +60,7 @@ function eventKindsValues (): string {
 
 const userAgentValues = () => userAgents.map((u, i) => `(${i}, ${literal(u.ua)}, ${literal(u.device)}, ${literal(u.browser)}, ${literal(u.os)})`).join(',\n')
 
-/** `count` plain users (no password, no group), created over the last year; returns how many exist now. */
+/** `count` plain users (no password, no group), created over the last year. */
 export async function seedUsers (handle: DatabaseHandle, count: number): Promise<void> {
   await handle.db.transaction(async (tx) => {
     await tx.execute(sql`select setseed(0.17)`)
@@ -74,6 +76,15 @@ export async function seedUsers (handle: DatabaseHandle, count: number): Promise
       from generate_series(1, ${count}::int) as g(i)
     `)
   })
+}
+
+/**
+ * The account the login scenarios log in to (Argon2id with the default
+ * parameters, as the app hashes). Not the admin who reads: every login adds a
+ * session, and the admin's list of sessions must not grow with the login load.
+ */
+export async function seedLoginUser (handle: DatabaseHandle, email: string, password: string): Promise<void> {
+  await handle.db.insert(user).values({ email, password: await hashPassword(password), auth_type: 'email', is_email_verified: true })
 }
 
 /**
