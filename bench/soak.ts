@@ -116,7 +116,7 @@ async function main (): Promise<void> {
   console.log(`Idle RSS ${result.idleRssMb} MB. Under load, every ${SAMPLE_EVERY_MS / 1000} s: first ${result.firstRssMb} MB, last ${result.lastRssMb} MB, ` +
     `min ${result.minRssMb} MB, max ${result.maxRssMb} MB.`)
   console.log(`Drift (median of the last ${result.windowSamples} samples against the first ${result.windowSamples}): ${result.driftPercent}% ` +
-    `(target within 10%: ${Math.abs(result.driftPercent) <= 10 ? 'met' : 'NOT MET'}).`)
+    `(target within 10% over 5 minutes: ${durationSeconds < 300 ? 'soak too short to tell' : Math.abs(result.driftPercent) <= 10 ? 'met' : 'NOT MET'}).`)
   console.log(`Samples: ${result.samples.map((s) => s.rssMb).join(' ')}\n`)
   console.log('| load | requests | errors | p99 ms |\n|---|---:|---:|---:|')
   for (const l of result.loads) console.log(`| ${l.name} | ${l.requests} | ${l.errors} | ${l.p99} |`)
