@@ -98,6 +98,15 @@ function openPostgres (url: string, poolMax: number, connectTimeout?: number): D
   return handle
 }
 
+/**
+ * PostgreSQL settings of the embedded database. Its buffer pool lives in the
+ * WASM memory and is zeroed (so resident) at start: the default 128 MB made an
+ * idle embedded instance weigh over 350 MB. One process, one backend and small
+ * data sets need far less; the operating system's page cache still holds the
+ * files (PGlite reads them through Node's fs).
+ */
+export const embeddedSettings = ['-c', 'shared_buffers=16MB']
+
 async function openEmbedded (folder: string): Promise<DatabaseHandle> {
   mkdirSync(folder, { recursive: true })
   // PGlite takes no lock of its own: two processes on one folder would both
@@ -107,7 +116,7 @@ async function openEmbedded (folder: string): Promise<DatabaseHandle> {
     removeStalePostmasterPid(folder)
     // Loaded on demand: a PostgreSQL deployment never pays for the WASM build.
     const { PGlite } = await import('@electric-sql/pglite')
-    const pglite = new PGlite({ dataDir: folder })
+    const pglite = new PGlite({ dataDir: folder, startParams: [...PGlite.defaultStartParams, ...embeddedSettings] })
     await pglite.waitReady
     return await wrapPglite(pglite, async () => {
       try {

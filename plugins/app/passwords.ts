@@ -1,5 +1,7 @@
 import os from 'node:os'
 import { randomBytes } from 'node:crypto'
+import { accessSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
 import Tinypool from 'tinypool'
 import { AppError } from '../../schemas/errors.ts'
@@ -26,6 +28,8 @@ export interface PasswordService {
   verify: (hash: string | null | undefined, password: string) => Promise<VerifyResult>
   /** The thread id of a pool worker; 0 would mean the main thread. */
   workerThreadId: () => Promise<number>
+  /** Worker threads alive now (none until the first task, none again after a minute idle). */
+  threads: () => number
   /** Tasks handed to the worker pool since start, by kind (metrics, tests). */
   readonly tasks: Readonly<Record<'hash' | 'verify' | 'threadId', number>>
 }
@@ -43,7 +47,20 @@ const workerOptions = fromSource
   ? { filename: new URL('../../workers/password.dev.mjs', import.meta.url).href, execArgv: [] }
   : { filename: new URL('../../workers/password.js', import.meta.url).href }
 
+// Threads start with the first login and leave after a minute without one: an
+// idle instance holds no hashing thread (each costs 20-40 MB of RSS).
 const IDLE_THREAD_MS = 60_000
+
+/**
+ * An Argon2id PHC string with the live parameters, a random salt and a random
+ * digest. Verifying any password against it costs exactly what verifying a
+ * real hash with these parameters does (the digest length is the default 32
+ * bytes), and no password matches it: nobody knows a preimage of random bytes.
+ */
+export function unmatchableHash (params: HashParams): string {
+  const b64 = (bytes: number) => randomBytes(bytes).toString('base64').replace(/=+$/, '')
+  return `$argon2id$v=19$m=${params.memoryCost},t=${params.timeCost},p=${params.parallelism}$${b64(16)}$${b64(32)}`
+}
 
 let commonPasswords: Promise<ReadonlySet<string>> | undefined
 
@@ -77,9 +94,11 @@ export default fp(async (fastify) => {
     if (common.has(password.toLowerCase())) throw new AppError('WEAK_PASSWORD')
   }
 
+  // A missing worker file (an incomplete build) fails the start, not the first login.
+  accessSync(fileURLToPath(workerOptions.filename))
   const pool = new Tinypool({
     ...workerOptions,
-    minThreads: 1,
+    minThreads: 0,
     maxThreads: config.HASH_POOL_THREADS || os.availableParallelism(),
     idleTimeout: IDLE_THREAD_MS
   })
@@ -102,16 +121,8 @@ export default fp(async (fastify) => {
   const runHash = (task: HashTask) => run<string>('hash', task)
   const runVerify = (task: VerifyTask) => run<VerifyResult>('verify', task)
 
-  // Made with the live parameters so that an unknown user costs what a known
-  // one does (SR-7); its password is random and thrown away, so nothing matches it.
-  // It is also the start-up check that the worker loads at all.
-  let dummyHash: string
-  try {
-    dummyHash = await runHash({ password: randomBytes(32).toString('base64url'), params })
-  } catch (err) {
-    await pool.destroy()
-    throw err
-  }
+  // Verified in place of a missing hash, so that an unknown user costs what a known one does (SR-7).
+  const dummyHash = unmatchableHash(params)
 
   async function hash (password: string): Promise<string> {
     if (tooLong(password)) throw new AppError('PASSWORD_TOO_LONG', { params: { min, max } })
@@ -132,6 +143,7 @@ export default fp(async (fastify) => {
     hash,
     verify,
     workerThreadId: () => run<number>('threadId'),
+    threads: () => pool.threads.length,
     tasks
   }
   fastify.decorate('passwords', service)

@@ -2,11 +2,14 @@ import { createHash, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import { and, count, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm'
-import { fileTypeFromBuffer } from 'file-type'
 import { media, user, type Media, type MediaPurpose } from '../../db/schema/index.ts'
 import { AppError } from '../../schemas/errors.ts'
 import type { MediaView } from '../../schemas/media.ts'
 import type { AppConfig } from '../../config.ts'
+
+// Loaded with the first upload: an instance that never receives one skips its parsers.
+let fileType: Promise<typeof import('file-type')> | undefined
+const loadFileType = () => (fileType ??= import('file-type'))
 
 /**
  * Uploaded files: type from magic bytes against an allow-list, per-type size
@@ -179,7 +182,7 @@ export default fp(async (fastify) => {
       abandon()
       throw senderError(error, undefined, maxBytes)
     }
-    const detected = await fileTypeFromBuffer(head)
+    const detected = await (await loadFileType()).fileTypeFromBuffer(head)
     const type = detected ? allowedTypes[detected.mime] : undefined
     if (!detected || !type) {
       abandon()
@@ -321,7 +324,7 @@ export default fp(async (fastify) => {
   }
 
   async function setProfilePicture (userId: string, input: Buffer, originalName?: string): Promise<ProfilePictureOutcome> {
-    const detected = await fileTypeFromBuffer(input)
+    const detected = await (await loadFileType()).fileTypeFromBuffer(input)
     if (!detected || !profilePictureInputTypes.includes(detected.mime)) {
       throw new AppError('FILE_TYPE_NOT_ALLOWED', { details: { detected: detected?.mime ?? null, allowed: profilePictureInputTypes } })
     }

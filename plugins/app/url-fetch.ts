@@ -3,7 +3,7 @@ import { isIP, type LookupFunction } from 'node:net'
 import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import ipaddr from 'ipaddr.js'
-import { Agent, request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { AppError } from '../../schemas/errors.ts'
 
 /**
@@ -135,7 +135,12 @@ export function pinnedLookup (pinned: ResolvedAddress[]): LookupFunction {
   }) as LookupFunction
 }
 
-const pinnedAgent = (pinned: ResolvedAddress[], timeoutMs: number) => new Agent({
+// undici is loaded with the first URL upload: most instances never make one,
+// and its HTTP client is a sizeable part of the start-up heap.
+let undici: Promise<typeof import('undici')> | undefined
+const loadUndici = () => (undici ??= import('undici'))
+
+const pinnedAgent = ({ Agent }: typeof import('undici'), pinned: ResolvedAddress[], timeoutMs: number) => new Agent({
   connect: { lookup: pinnedLookup(pinned), timeout: timeoutMs },
   // One request per hop: nothing is kept for reuse by another host.
   pipelining: 0,
@@ -212,13 +217,14 @@ export async function safeFetch (raw: string, options: SafeFetchOptions): Promis
 
   try {
     let url = checkUrl(raw)
+    const client = await loadUndici()
     for (let hop = 0; ; hop++) {
       const pinned = await withDeadline(resolvePublic(url, options))
-      const dispatcher = options.dispatcherFor ? options.dispatcherFor(pinned) : pinnedAgent(pinned, options.timeoutMs)
+      const dispatcher = options.dispatcherFor ? options.dispatcherFor(pinned) : pinnedAgent(client, pinned, options.timeoutMs)
       dispatchers.push(dispatcher)
       let response: Dispatcher.ResponseData
       try {
-        response = await request(url, {
+        response = await client.request(url, {
           dispatcher,
           method: 'GET',
           headers: { 'user-agent': options.userAgent ?? 'fastify-auth-backend (url upload)', accept: '*/*' },
