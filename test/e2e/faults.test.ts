@@ -52,6 +52,16 @@ t.test('PostgreSQL and Redis outages behind Caddy', { skip: e2eSkipReason() }, a
     return last!
   }
 
+  const untilReady = async (server: ServerProcess) => {
+    let last: Reply | undefined
+    for (let i = 0; i < 75; i++) {
+      last = await clients.call(`${server.url}/health/ready`)
+      if (last.status === 200) return last
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    return last!
+  }
+
   const kept = (await login()).body.data as { access_token: string }
   const revoked = (await login()).body.data as { access_token: string }
   t.ok(kept?.access_token && revoked?.access_token, 'two sessions')
@@ -117,6 +127,8 @@ t.test('PostgreSQL and Redis outages behind Caddy', { skip: e2eSkipReason() }, a
 
     await redis.start()
     t.equal((await until200('/health/ready')).status, 200, 'ready again by itself once Redis is back')
+    // Caddy answered with one instance's readiness; each reconnects on its own schedule.
+    for (const server of instances) t.equal((await untilReady(server)).status, 200, `${server.label} is ready again`)
     t.equal((await login()).status, 200, 'logins work again')
     for (const server of instances) {
       const res = await profile(server, revoked.access_token)
