@@ -4,6 +4,7 @@ import { eq, sql } from 'drizzle-orm'
 import { group, session, user, userGroup, type User } from '../../db/schema/index.ts'
 import { DEFAULT_USER_GROUP } from '../../db/defaults.ts'
 import { AppError, type ErrorCode } from '../../schemas/errors.ts'
+import type { Database } from '../../db/client.ts'
 
 /**
  * Account writes of the self-service flows (sign-up, passwords, email and phone
@@ -63,6 +64,19 @@ export function identifierConflict (error: unknown): ErrorCode | undefined {
   return undefined
 }
 
+/** Writes `values` to one user row, stamping last_updated; a taken email, phone or user name is its AppError. */
+export async function updateUserRow (db: Database, userId: string, values: Partial<typeof user.$inferInsert>, at: Date): Promise<User> {
+  try {
+    const [row] = await db.update(user).set({ ...values, last_updated: at }).where(eq(user.user_id, userId)).returning()
+    if (!row) throw new AppError('USER_NOT_FOUND')
+    return row
+  } catch (error) {
+    const conflict = identifierConflict(error)
+    if (conflict) throw new AppError(conflict, { cause: error })
+    throw error
+  }
+}
+
 /** A valid IANA time zone name? */
 export function isTimeZone (value: string): boolean {
   try {
@@ -78,17 +92,7 @@ export default fp(async (fastify) => {
   const { db, config } = fastify
   const now = () => new Date(fastify.now())
 
-  async function update (userId: string, values: Partial<typeof user.$inferInsert>): Promise<User> {
-    try {
-      const [row] = await db.update(user).set({ ...values, last_updated: now() }).where(eq(user.user_id, userId)).returning()
-      if (!row) throw new AppError('USER_NOT_FOUND')
-      return row
-    } catch (error) {
-      const conflict = identifierConflict(error)
-      if (conflict) throw new AppError(conflict, { cause: error })
-      throw error
-    }
-  }
+  const update = (userId: string, values: Partial<typeof user.$inferInsert>) => updateUserRow(db, userId, values, now())
 
   const service: AccountService = {
     async signUp (input) {

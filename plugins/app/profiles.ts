@@ -6,7 +6,7 @@ import { isSupportedLanguage, languages } from '../../i18n/index.ts'
 import { AppError } from '../../schemas/errors.ts'
 import type { PublicProfileSchema } from '../../schemas/user.ts'
 import { hasPermissions } from './auth.ts'
-import { identifierConflict, isTimeZone } from './accounts.ts'
+import { isTimeZone, updateUserRow } from './accounts.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
 import type { Static } from '@sinclair/typebox'
 
@@ -163,17 +163,7 @@ export default fp(async (fastify) => {
     return values as Partial<NewUser>
   }
 
-  async function write (userId: string, values: Partial<NewUser>): Promise<User> {
-    try {
-      const [row] = await db.update(user).set({ ...values, last_updated: now() }).where(eq(user.user_id, userId)).returning()
-      if (!row) throw new AppError('USER_NOT_FOUND')
-      return row
-    } catch (error) {
-      const conflict = identifierConflict(error)
-      if (conflict) throw new AppError(conflict, { cause: error })
-      throw error
-    }
-  }
+  const write = (userId: string, values: Partial<NewUser>) => updateUserRow(db, userId, values, now())
 
   const service: ProfileService = {
     async update (request, changes) {
