@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process'
 const stacks = (process.env.TEST_STACKS ?? 'postgres,embedded').split(',').map((s) => s.trim()).filter(Boolean)
 const args = process.argv.slice(2)
 const totals = { pass: 0, fail: 0, skip: 0 }
+const failedFiles = []
 let failedRun = false
 
 for (const stack of stacks) {
@@ -18,9 +19,19 @@ for (const stack of stacks) {
       stdio: ['ignore', 'pipe', 'inherit']
     })
     let tail = ''
+    let partial = ''
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk)
-      tail = (tail + chunk.toString()).slice(-4000)
+      const text = chunk.toString()
+      tail = (tail + text).slice(-4000)
+      // Remember each failed test file (tap's top-level "not ok N - file" lines) so the
+      // closing lines name them, where a CI log's tail shows them.
+      const lines = (partial + text).split('\n')
+      partial = lines.pop() ?? ''
+      for (const line of lines) {
+        const failed = /^not ok \d+ - (\S+)/.exec(line)
+        if (failed) failedFiles.push(`${stack}: ${failed[1]}`)
+      }
     })
     child.on('close', (exitCode) => {
       const summary = [...tail.matchAll(/# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?(?:, skip: (\d+))?(?:, todo: (\d+))? \}/g)].pop()
@@ -37,5 +48,6 @@ for (const stack of stacks) {
   if (code !== 0) failedRun = true
 }
 
+if (failedFiles.length > 0) console.log(`\nfailed files:\n  ${failedFiles.join('\n  ')}`)
 console.log(`\n${totals.pass} passed, ${totals.fail} failed, ${totals.skip} skipped`)
 process.exit(failedRun || totals.fail > 0 ? 1 : 0)
