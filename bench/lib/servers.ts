@@ -89,13 +89,25 @@ export async function startBaseline (): Promise<Server> {
  * Starts `server.ts` on loopback with the stack's environment plus `env`, and
  * waits for its ready message. Its output goes to bench/results/<name>.log.
  */
+/**
+ * BENCH_CPU_PROF=1: each API process writes a V8 CPU profile when it stops, to
+ * bench/results/profiles/<name>-*.cpuprofile (open it in Chrome DevTools, or
+ * summarise it with `npm run bench:profile`).
+ */
+function profileArgs (name: string): string[] {
+  if (!process.env.BENCH_CPU_PROF) return []
+  const dir = path.join(resultsDir, 'profiles')
+  mkdirSync(dir, { recursive: true })
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
+}
+
 export async function startApi (name: string, env: Record<string, string>, entry = path.join(root, 'server.ts')): Promise<Server> {
   const port = await freePort()
   mkdirSync(resultsDir, { recursive: true })
   const log = openSync(path.join(resultsDir, `${name}.log`), 'w')
   const child = fork(entry, [], {
     cwd: root,
-    execArgv: entry.endsWith('.ts') ? ['--import', 'tsx'] : [],
+    execArgv: [...(entry.endsWith('.ts') ? ['--import', 'tsx'] : []), ...profileArgs(name)],
     env: {
       ...process.env,
       NODE_ENV: 'development',
