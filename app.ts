@@ -152,8 +152,9 @@ function drainOnClose (fastify: FastifyInstance) {
     sweep = setInterval(() => fastify.server.closeIdleConnections(), 200).unref()
     done()
   })
-  fastify.addHook('onSend', async (_request, reply) => {
+  fastify.addHook('onSend', (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
+    done(null, payload)
   })
   fastify.addHook('onClose', (_instance, done) => {
     clearInterval(sweep)

@@ -23,6 +23,8 @@ export interface AuthContext {
 declare module 'fastify' {
   interface FastifyRequest {
     auth?: AuthContext
+    /** Authentication started in onRequest, settled in preParsing (then null). */
+    authPending: Promise<AuthContext> | null
   }
 }
 
@@ -70,16 +72,32 @@ export default fp(async (fastify) => {
 
   fastify.decorate('authenticate', authenticate)
 
-  fastify.addHook('onRequest', async (request) => {
-    const config = request.routeOptions.config as { public?: boolean, permissions?: string[] }
-    if (config.public || request.is404) return
-    const auth = await authenticate(request)
-    request.auth = auth
-    request.userLanguage = auth.state.l
-    const required = config.permissions ?? []
-    if (required.length > 0 && !hasPermissions(auth, required)) {
-      throw new AppError('FORBIDDEN', { details: { required } })
-    }
+  // Authentication starts in onRequest and is awaited in preParsing. In between, the
+  // route's rate-limit hook sends its Redis command; with ioredis auto-pipelining
+  // (plugins/external/store.ts) the state MGET and the rate-limit script leave in
+  // one write and come back in one round trip. Both run before any body is read.
+  const noop = () => {}
+  fastify.decorateRequest('authPending', null)
+  fastify.addHook('onRequest', (request, _reply, done) => {
+    const config = request.routeOptions.config as { public?: boolean }
+    if (config.public || request.is404) return done()
+    const pending = authenticate(request)
+    pending.catch(noop) // settled in preParsing; this only keeps an early rejection from being "unhandled"
+    request.authPending = pending
+    done()
+  })
+  fastify.addHook('preParsing', (request, _reply, payload, done) => {
+    const pending = request.authPending
+    // undefined on routes of contexts made before this decorator (the docs'): those are public.
+    if (pending == null) return done(null, payload)
+    request.authPending = null
+    pending.then((auth) => {
+      request.auth = auth
+      request.userLanguage = auth.state.l
+      const required = (request.routeOptions.config as { permissions?: string[] }).permissions ?? []
+      if (required.length > 0 && !hasPermissions(auth, required)) return done(new AppError('FORBIDDEN', { details: { required } }))
+      done(null, payload)
+    }, done)
   })
 }, { name: 'auth', dependencies: ['access', 'errors', 'sessions'] })
 

@@ -35,8 +35,10 @@ export default fp(async (fastify) => {
   })
 
   // The request id travels back on every response, errors included.
-  fastify.addHook('onRequest', async (request, reply) => {
+  // (Callback-style hooks here and in i18n/security: no promise per request.)
+  fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('X-Request-Id', request.id)
+    done()
   })
 }, { name: 'envelope', dependencies: ['i18n'] })
 

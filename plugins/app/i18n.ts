@@ -60,7 +60,8 @@ export default fp(async (fastify) => {
   fastify.decorateRequest('t', function (this: FastifyRequest, key: string, params?: Record<string, string | number>) {
     return translate(this.lang, key, params)
   })
-  fastify.addHook('onSend', async (request, reply) => {
+  fastify.addHook('onSend', (request, reply, payload, done) => {
     reply.header('Content-Language', request.lang)
+    done(null, payload)
   })
 }, { name: 'i18n' })

@@ -7,10 +7,11 @@ import fp from 'fastify-plugin'
  */
 export default fp(async (fastify) => {
   const prefix = `/${fastify.config.MODE}/`
-  fastify.addHook('onSend', async (request, reply) => {
+  fastify.addHook('onSend', (request, reply, payload, done) => {
     if (request.protocol === 'https') reply.header('Strict-Transport-Security', 'max-age=31536000; includeSubDomains')
     if (!reply.hasHeader('Cache-Control') && (request.url.startsWith(prefix) || reply.statusCode >= 400)) {
       reply.header('Cache-Control', 'no-store')
     }
+    done(null, payload)
   })
 }, { name: 'security' })

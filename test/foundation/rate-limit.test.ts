@@ -23,3 +23,16 @@ t.test('X-Forwarded-For is honoured only from trusted proxies (SR-10)', async (t
   t.equal((await trusting.inject({ url: '/api/v1/health', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': '198.51.100.1' } })).statusCode, 429, 'the real client is limited')
   t.equal((await trusting.inject({ url: '/api/v1/health', remoteAddress: '10.0.0.5', headers: { 'x-forwarded-for': '198.51.100.2' } })).statusCode, 200, 'another client behind the same proxy is not')
 })
+
+t.test('requests without valid credentials count against the global limit too (SR-10)', async (t) => {
+  // Authentication settles after the rate-limit hook has counted the request, so a
+  // client guessing tokens is limited like any other.
+  const app = await build(t, { RATE_LIMIT_MAX: '3' })
+  for (let i = 0; i < 3; i++) {
+    const res = await app.inject({ url: '/api/v1/settings/profile', remoteAddress: '10.0.0.3', headers: { authorization: `Bearer not-a-token-${i}` } })
+    t.equal(res.statusCode, 401)
+  }
+  const limited = await app.inject({ url: '/api/v1/settings/profile', remoteAddress: '10.0.0.3', headers: { authorization: 'Bearer not-a-token-4' } })
+  t.equal(limited.statusCode, 429)
+  t.equal(limited.json().error.code, 'RATE_LIMITED')
+})

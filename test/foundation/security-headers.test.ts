@@ -1,5 +1,9 @@
 import t from 'tap'
+import { Socket } from 'node:net'
+import { IncomingMessage, ServerResponse } from 'node:http'
+import helmet from 'helmet'
 import { build } from '../helpers/build.ts'
+import { helmetOptions, securityHeaders } from '../../plugins/external/helmet.ts'
 
 t.test('security headers on every response (SR-31)', async (t) => {
   const app = await build(t)
@@ -12,6 +16,28 @@ t.test('security headers on every response (SR-31)', async (t) => {
     t.notOk(res.headers['strict-transport-security'], `${url}: no HSTS over plain http`)
   }
   t.equal((await app.inject({ url: '/api/v1/health' })).headers['cache-control'], 'no-store', 'API answers are not cached')
+})
+
+t.test('the static header set is what helmet itself sets for our policy, and errors carry it all (SR-31)', async (t) => {
+  // helmet's own middleware on a real ServerResponse (no socket traffic).
+  const request = new IncomingMessage(new Socket())
+  const response = new ServerResponse(request)
+  helmet(helmetOptions)(request, response, () => {})
+  const expected = Object.fromEntries(Object.entries(response.getHeaders()).map(([k, v]) => [k, String(v)]))
+  const computed = Object.fromEntries(Object.entries(securityHeaders()).map(([k, v]) => [k.toLowerCase(), v]))
+  t.same(computed, expected, 'the same headers and values')
+  t.ok(Object.keys(computed).length >= 10, 'a dozen headers')
+
+  const app = await build(t)
+  const answers = [
+    await app.inject({ url: '/api/v1/settings/profile' }),
+    await app.inject({ url: '/api/v1/settings/profile', headers: { authorization: 'Bearer x.y.z' } }),
+    await app.inject({ method: 'POST', url: '/api/v1/auth/login-with-password', payload: { identifier: 1 } })
+  ]
+  t.same(answers.map((r) => r.statusCode), [401, 401, 400])
+  for (const res of answers) {
+    for (const [name, value] of Object.entries(expected)) t.equal(res.headers[name], value, `${res.statusCode} ${name}`)
+  }
 })
 
 t.test('HSTS when TLS is terminated by a trusted proxy, not when a client claims it', async (t) => {
