@@ -86,38 +86,47 @@ export function toPublicUser (row: User): PublicUser {
 export default fp(async (fastify) => {
   const { db } = fastify
 
+  // The hot lookups as prepared statements: drizzle builds their SQL once (not per
+  // call) and PostgreSQL parses and plans them once per connection.
+  const id = sql.placeholder('id')
+  const value = sql.placeholder('value')
+  const byId = db.select().from(user).where(eq(user.user_id, id)).limit(1).prepare('user_by_id')
+  const byIdentifier: Record<IdentifierKind, typeof byId> = {
+    email: db.select().from(user).where(sql`lower(${user.email}) = ${value}`).limit(1).prepare('user_by_email'),
+    phone: db.select().from(user).where(eq(user.phone_number, value)).limit(1).prepare('user_by_phone'),
+    user_name: db.select().from(user).where(sql`lower(${user.user_name}) = lower(${value})`).limit(1).prepare('user_by_user_name')
+  }
+  const stateRow = db.select({ is_active: user.is_active, status: user.status, permission_version: user.permission_version, last_updated: user.last_updated, language: user.language })
+    .from(user).where(eq(user.user_id, id)).prepare('user_state')
+  const statePermissions = db.selectDistinct({ codename: permission.codename })
+    .from(userGroup)
+    .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
+    .innerJoin(groupPermission, eq(groupPermission.group_id, group.group_id))
+    .innerJoin(permission, eq(permission.permission_id, groupPermission.permission_id))
+    .where(eq(userGroup.user_id, id)).prepare('user_state_permissions')
+  const stateGroups = db.select({ codename: group.codename })
+    .from(userGroup)
+    .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
+    .where(eq(userGroup.user_id, id)).prepare('user_state_groups')
+
   const repository: UserRepository = {
     async findById (userId) {
-      const [row] = await db.select().from(user).where(eq(user.user_id, userId))
+      const [row] = await byId.execute({ id: userId })
       return row
     },
 
     async findByIdentifier (identifier) {
       const normalized = normalizeIdentifier(identifier)
       if (!normalized) return undefined
-      const where = normalized.kind === 'email'
-        ? sql`lower(${user.email}) = ${normalized.value}`
-        : normalized.kind === 'phone'
-          ? eq(user.phone_number, normalized.value)
-          : sql`lower(${user.user_name}) = lower(${normalized.value})`
-      const [row] = await db.select().from(user).where(where).limit(1)
+      const [row] = await byIdentifier[normalized.kind].execute({ value: normalized.value })
       return row
     },
 
     async authState (userId) {
       const [[row], perms, groups] = await Promise.all([
-        db.select({ is_active: user.is_active, status: user.status, permission_version: user.permission_version, last_updated: user.last_updated, language: user.language })
-          .from(user).where(eq(user.user_id, userId)),
-        db.selectDistinct({ codename: permission.codename })
-          .from(userGroup)
-          .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
-          .innerJoin(groupPermission, eq(groupPermission.group_id, group.group_id))
-          .innerJoin(permission, eq(permission.permission_id, groupPermission.permission_id))
-          .where(eq(userGroup.user_id, userId)),
-        db.select({ codename: group.codename })
-          .from(userGroup)
-          .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
-          .where(eq(userGroup.user_id, userId))
+        stateRow.execute({ id: userId }),
+        statePermissions.execute({ id: userId }),
+        stateGroups.execute({ id: userId })
       ])
       if (!row) return undefined
       return {
