@@ -3,10 +3,14 @@ import cors from '@fastify/cors'
 
 /**
  * CORS from the CORS_ORIGINS allow-list (SR-32). A foreign origin gets a normal
- * answer without CORS headers (the browser then blocks it), never a 500.
+ * answer without CORS headers (the browser then blocks it), never a 500. With an
+ * empty list (the default) the plugin is not registered.
  */
 export default fp(async (fastify) => {
   const allowList = new Set(fastify.config.CORS_ORIGINS.split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean))
+  // No allow-list, no cross-origin access: nothing to add to any response, so no
+  // per-request hook at all (browsers refuse a cross-origin answer without CORS headers).
+  if (allowList.size === 0) return
   await fastify.register(cors, {
     origin: (origin, callback) => callback(null, origin !== undefined && allowList.has(origin)),
     credentials: true,

@@ -70,3 +70,19 @@ t.test('CORS from the allow-list only (SR-32)', async (t) => {
   t.match(preflight.headers['access-control-allow-headers'], /Authorization/)
   t.match(preflight.headers['access-control-allow-headers'], /X-Session-Token/)
 })
+
+t.test('without an allow-list no origin gets CORS access, and a preflight is not granted (SR-32)', async (t) => {
+  const app = await build(t, { CORS_ORIGINS: '' })
+  const res = await app.inject({ url: '/api/v1/health', headers: { origin: 'https://app.example.com' } })
+  t.equal(res.statusCode, 200)
+  t.notOk(res.headers['access-control-allow-origin'])
+  t.notOk(res.headers['access-control-allow-credentials'])
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/api/v1/health',
+    headers: { origin: 'https://app.example.com', 'access-control-request-method': 'GET' }
+  })
+  t.notOk(preflight.headers['access-control-allow-origin'], 'no preflight grant')
+  t.not(preflight.statusCode, 500, 'and never a 500')
+  t.equal(preflight.json().success, false, 'answered with the error envelope')
+})
