@@ -110,7 +110,8 @@ export function lazyValidators (build: ValidatorFactory): ValidatorFactory {
   }
 }
 
-const LOG_METHODS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
+type LogFn = (...args: unknown[]) => void
+type Levels = Record<string, number>
 
 /**
  * A request's logger, made on first use: Fastify makes one pino child per request
@@ -118,26 +119,40 @@ const LOG_METHODS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as cons
  * at the default level most requests never log anything ("incoming request" and
  * "request completed" are info). A call at a disabled level returns at once; the
  * first enabled call makes the real child, with the same bindings and options.
+ * One small object per request: the methods live on the prototype.
  */
-export function lazyChildLogger (logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
-  const values = (logger as FastifyBaseLogger & { levels: { values: Record<string, number> } }).levels.values
-  const threshold = values[options.level ?? logger.level] ?? 0
-  let child: FastifyBaseLogger | undefined
-  const real = () => (child ??= logger.child(bindings, options))
-  const lazy = {
-    get level () { return child?.level ?? options.level ?? logger.level },
-    set level (level: string) { real().level = level },
-    child: (moreBindings: Bindings, moreOptions?: ChildLoggerOptions) => real().child(moreBindings, moreOptions),
-    silent: () => {},
-    isLevelEnabled: (level: string) => (child ? (child as FastifyBaseLogger & { isLevelEnabled: (l: string) => boolean }).isLevelEnabled(level) : (values[level] ?? Infinity) >= threshold)
-  } as Record<string, unknown>
-  for (const method of LOG_METHODS) {
-    const enabled = values[method] >= threshold
-    lazy[method] = enabled
-      ? (...args: unknown[]) => (real()[method] as (...a: unknown[]) => void)(...args)
-      : (...args: unknown[]) => { if (child) (child[method] as (...a: unknown[]) => void)(...args) }
+class LazyLogger {
+  #child: FastifyBaseLogger | undefined
+  readonly #threshold: number
+  constructor (readonly parent: FastifyBaseLogger, readonly bindings: Bindings, readonly options: ChildLoggerOptions, readonly levels: Levels) {
+    this.#threshold = levels[options.level ?? parent.level] ?? 0
   }
-  return lazy as unknown as FastifyBaseLogger
+
+  #real () { return (this.#child ??= this.parent.child(this.bindings, this.options)) }
+  #log (method: string, args: unknown[]) {
+    if (this.#child) (this.#child[method as 'info'] as LogFn)(...args)
+    else if ((this.levels[method] ?? 0) >= this.#threshold) (this.#real()[method as 'info'] as LogFn)(...args)
+  }
+
+  get level () { return this.#child?.level ?? this.options.level ?? this.parent.level }
+  set level (level: string) { this.#real().level = level }
+  isLevelEnabled (level: string) {
+    return this.#child ? (this.#child as unknown as { isLevelEnabled: (l: string) => boolean }).isLevelEnabled(level) : (this.levels[level] ?? Infinity) >= this.#threshold
+  }
+
+  child (bindings: Bindings, options?: ChildLoggerOptions) { return this.#real().child(bindings, options) }
+  silent () {}
+  fatal (...args: unknown[]) { this.#log('fatal', args) }
+  error (...args: unknown[]) { this.#log('error', args) }
+  warn (...args: unknown[]) { this.#log('warn', args) }
+  info (...args: unknown[]) { this.#log('info', args) }
+  debug (...args: unknown[]) { this.#log('debug', args) }
+  trace (...args: unknown[]) { this.#log('trace', args) }
+}
+
+export function lazyChildLogger (logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
+  const levels = (logger as FastifyBaseLogger & { levels: { values: Levels } }).levels.values
+  return new LazyLogger(logger, bindings, options, levels) as unknown as FastifyBaseLogger
 }
 
 /** TRUST_PROXY: '' = trust nobody; a number = hop count; otherwise IPs/CIDRs. */

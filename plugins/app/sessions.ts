@@ -97,6 +97,7 @@ declare module 'fastify' {
 }
 
 const REVOKED = 'r'
+const PARSED_STATES_MAX = 10_000
 const sessionKey = (sid: string) => `s:${sid}`
 const userKey = (uid: string) => `u:${uid}`
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -131,6 +132,20 @@ export default fp(async (fastify) => {
     // Overwrite (not NX): a reader that raced with the change cannot keep the old state.
     await store.set(userKey(userId), JSON.stringify(value), cacheMs).catch((err) => fastify.log.warn({ err }, 'user state cache write failed'))
     return value
+  }
+
+  // The cached state of a user, parsed once per distinct value: busy users send many
+  // requests between two changes, and parsing (with the permission list) each time
+  // showed in the profile. Keyed by the exact string, so a change is never missed.
+  // The objects are shared between requests and treated as read-only.
+  const parsedStates = new Map<string, { raw: string, state: UserState }>()
+  function parsedState (userId: string, raw: string): UserState {
+    const known = parsedStates.get(userId)
+    if (known !== undefined && known.raw === raw) return known.state
+    const state = JSON.parse(raw) as UserState
+    if (parsedStates.size >= PARSED_STATES_MAX && known === undefined) parsedStates.delete(parsedStates.keys().next().value!)
+    parsedStates.set(userId, { raw, state })
+    return state
   }
 
   async function userState (userId: string) {
@@ -288,7 +303,7 @@ export default fp(async (fastify) => {
         state = loaded ?? { a: false, pv: -1, lu: 0, su: false, p: [], l: 'en' }
         await store.setNx(userKey(claims.sub), JSON.stringify(state), cacheMs).catch(() => {})
       } else {
-        state = JSON.parse(cachedUser) as UserState
+        state = parsedState(claims.sub, cachedUser)
       }
       if (!state.a) throw new AppError('AUTH_SESSION_REVOKED')
       return state
