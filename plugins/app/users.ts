@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
-import { and, eq, sql } from 'drizzle-orm'
+import { eq, sql } from 'drizzle-orm'
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max'
-import { group, groupPermission, permission, user, userGroup, type User } from '../../db/schema/index.ts'
+import { user, type User } from '../../db/schema/index.ts'
 import type { Static } from '@sinclair/typebox'
 import type { UserSchema } from '../../schemas/user.ts'
 
@@ -96,18 +96,23 @@ export default fp(async (fastify) => {
     phone: db.select().from(user).where(eq(user.phone_number, value)).limit(1).prepare('user_by_phone'),
     user_name: db.select().from(user).where(sql`lower(${user.user_name}) = lower(${value})`).limit(1).prepare('user_by_user_name')
   }
-  const stateRow = db.select({ is_active: user.is_active, status: user.status, permission_version: user.permission_version, last_updated: user.last_updated, language: user.language })
-    .from(user).where(eq(user.user_id, id)).prepare('user_state')
-  const statePermissions = db.selectDistinct({ codename: permission.codename })
-    .from(userGroup)
-    .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
-    .innerJoin(groupPermission, eq(groupPermission.group_id, group.group_id))
-    .innerJoin(permission, eq(permission.permission_id, groupPermission.permission_id))
-    .where(eq(userGroup.user_id, id)).prepare('user_state_permissions')
-  const stateGroups = db.select({ codename: group.codename })
-    .from(userGroup)
-    .innerJoin(group, and(eq(group.group_id, userGroup.group_id), eq(group.is_active, true)))
-    .where(eq(userGroup.user_id, id)).prepare('user_state_groups')
+  // The auth state in one query: the account's flags, the codenames its active groups
+  // grant, and whether one of those groups is super_admin. (Written out with aliases:
+  // drizzle leaves columns unqualified in a one-table select, which a correlated
+  // subquery cannot use.)
+  const activeGroups = sql.raw('"user_group" ug inner join "group" g on g.group_id = ug.group_id and g.is_active')
+  const stateRow = db.select({
+    is_active: user.is_active,
+    status: user.status,
+    permission_version: user.permission_version,
+    last_updated: user.last_updated,
+    language: user.language,
+    permissions: sql<string[]>`coalesce((select array_agg(distinct p.codename) from ${activeGroups}
+      inner join "group_permission" gp on gp.group_id = g.group_id
+      inner join "permission" p on p.permission_id = gp.permission_id
+      where ug.user_id = "user"."user_id"), '{}')`,
+    super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`
+  }).from(user).where(eq(user.user_id, id)).prepare('user_state')
 
   const repository: UserRepository = {
     async findById (userId) {
@@ -123,18 +128,14 @@ export default fp(async (fastify) => {
     },
 
     async authState (userId) {
-      const [[row], perms, groups] = await Promise.all([
-        stateRow.execute({ id: userId }),
-        statePermissions.execute({ id: userId }),
-        stateGroups.execute({ id: userId })
-      ])
+      const [row] = await stateRow.execute({ id: userId })
       if (!row) return undefined
       return {
         active: row.is_active && row.status === 'active',
         permissionVersion: row.permission_version,
         lastUpdated: row.last_updated.getTime(),
-        superAdmin: groups.some((g) => g.codename === 'super_admin'),
-        permissions: perms.map((p) => p.codename).sort(),
+        superAdmin: row.super_admin,
+        permissions: [...row.permissions].sort(),
         language: row.language
       }
     },
