@@ -61,15 +61,21 @@ t.test('a 50 MB upload streams to storage over a real socket with bounded memory
   // Live buffer memory (Buffers and ArrayBuffers after a full collection): a body held
   // whole would be there at once, while garbage chunks awaiting collection would not.
   // RSS is reported too, but it also counts garbage and allocator slack, so it is not the measure.
+  // On the embedded stack PGlite's WebAssembly memory is an ArrayBuffer too, and it grows
+  // in large steps when the database needs room (the upload's rows): that is the
+  // database's memory, not the upload's, so it is left out of the measure.
+  const wasm = (app.deps.pglite as unknown as { Module?: { HEAPU8?: Uint8Array } } | undefined)?.Module?.HEAPU8
+  const databaseBytes = () => ((app.deps.pglite as unknown as { Module?: { HEAPU8?: Uint8Array } } | undefined)?.Module?.HEAPU8?.buffer.byteLength ?? 0)
+  if (app.deps.pglite) t.ok(wasm, 'the embedded database\'s memory can be read')
+  const liveBuffers = () => process.memoryUsage().arrayBuffers - databaseBytes()
   collect()
-  const baseline = process.memoryUsage()
-  let peakBuffers = baseline.arrayBuffers
+  const baseline = { buffers: liveBuffers(), rss: process.memoryUsage().rss }
+  let peakBuffers = baseline.buffers
   let peakRss = baseline.rss
   const sampler = setInterval(() => {
     collect()
-    const now = process.memoryUsage()
-    peakBuffers = Math.max(peakBuffers, now.arrayBuffers)
-    peakRss = Math.max(peakRss, now.rss)
+    peakBuffers = Math.max(peakBuffers, liveBuffers())
+    peakRss = Math.max(peakRss, process.memoryUsage().rss)
   }, 250)
   const res = await send(size)
   const body = await res.body.json() as { data: { file_id: string, size_bytes: number, mime_type: string } }
@@ -80,7 +86,10 @@ t.test('a 50 MB upload streams to storage over a real socket with bounded memory
   t.equal(body.data.mime_type, 'video/mp4')
   const [row] = await app.db.select().from(media).where(eq(media.media_id, body.data.file_id))
   t.equal(statSync(path.join(env.DATA_DIR, 'uploads', row.object_key)).size, size, 'the whole file reached the disk')
-  const held = peakBuffers - baseline.arrayBuffers
+  const held = peakBuffers - baseline.buffers
   t.comment(`during a ${size / MiB} MiB upload: live buffers +${(held / MiB).toFixed(1)} MiB, RSS +${((peakRss - baseline.rss) / MiB).toFixed(1)} MiB`)
-  t.ok(held < 16 * MiB, `live buffer memory grew by ${(held / MiB).toFixed(1)} MiB, far below the file size`)
+  // Usually under 1 MiB; chunks in flight between the socket, the multipart parser and
+  // the disk have reached about 25 MiB at one sample on a busy machine. A body held
+  // whole is the file's 50 MiB at least (+144 MiB when tried), so the line is 32 MiB.
+  t.ok(held < 32 * MiB, `live buffer memory grew by ${(held / MiB).toFixed(1)} MiB, below the file size`)
 })
