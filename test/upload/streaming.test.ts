@@ -64,9 +64,9 @@ t.test('a 50 MB upload streams to storage over a real socket with bounded memory
   // On the embedded stack PGlite's WebAssembly memory is an ArrayBuffer too, and it grows
   // in large steps when the database needs room (the upload's rows): that is the
   // database's memory, not the upload's, so it is left out of the measure.
-  const wasm = (app.deps.pglite as unknown as { Module?: { HEAPU8?: Uint8Array } } | undefined)?.Module?.HEAPU8
-  const databaseBytes = () => ((app.deps.pglite as unknown as { Module?: { HEAPU8?: Uint8Array } } | undefined)?.Module?.HEAPU8?.buffer.byteLength ?? 0)
-  if (app.deps.pglite) t.ok(wasm, 'the embedded database\'s memory can be read')
+  const pglite = app.deps.pglite as unknown as { Module?: { HEAPU8?: Uint8Array } } | undefined
+  const databaseBytes = () => pglite?.Module?.HEAPU8?.buffer.byteLength ?? 0
+  if (pglite) t.ok(pglite.Module?.HEAPU8, 'the embedded database\'s memory can be read')
   const liveBuffers = () => process.memoryUsage().arrayBuffers - databaseBytes()
   collect()
   const baseline = { buffers: liveBuffers(), rss: process.memoryUsage().rss }
