@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { Counter, Gauge } from 'prom-client'
 import { UAParser } from 'ua-parser-js'
 import { activityLog, type ActivityLevel, type NewActivityLog } from '../../db/schema/index.ts'
 import { AppError } from '../../schemas/errors.ts'
@@ -329,9 +330,6 @@ const levelOfStatus = (status: number): ActivityLevel => status >= 500 ? 'error'
 // The plugin
 // ---------------------------------------------------------------------------
 
-/** Buffers of the app instances alive in this process (tests build several): the pending gauge sums them. */
-const liveBuffers = new Set<ActivityBuffer>()
-
 export default fp(async (fastify) => {
   const { config } = fastify
   const prefix = `/${config.MODE}/`
@@ -346,16 +344,21 @@ export default fp(async (fastify) => {
     return module
   }
 
-  // fastify-metrics' own prom-client, so these land in the registry GET /metrics serves.
-  const prom = config.METRICS_ENABLED && fastify.hasDecorator('metrics') ? fastify.metrics.client : undefined
-  const droppedCounter = prom && (prom.register.getSingleMetric('activity_log_rows_dropped_total') as InstanceType<typeof prom.Counter> | undefined ??
-    new prom.Counter({ name: 'activity_log_rows_dropped_total', help: 'Activity rows dropped: buffer full (request and client rows only, never audit rows) or refused by the database', labelNames: ['reason'] }))
-  if (prom && !prom.register.getSingleMetric('activity_log_rows_pending')) {
+  // In the app's registry, served at GET /metrics (absent when metrics are off).
+  const registry = config.METRICS_ENABLED && fastify.hasDecorator('metrics') ? fastify.metrics.registry : undefined
+  const droppedCounter = registry && new Counter({
+    name: 'activity_log_rows_dropped_total',
+    help: 'Activity rows dropped: buffer full (request and client rows only, never audit rows) or refused by the database',
+    labelNames: ['reason'],
+    registers: [registry]
+  })
+  if (registry) {
     // eslint-disable-next-line no-new
-    new prom.Gauge({
+    new Gauge({
       name: 'activity_log_rows_pending',
       help: 'Activity rows waiting to be written',
-      collect () { this.set([...liveBuffers].reduce((n, b) => n + b.pending, 0)) }
+      registers: [registry],
+      collect () { this.set(buffer.pending) }
     })
   }
 
@@ -372,7 +375,6 @@ export default fp(async (fastify) => {
     log: fastify.log
   })
   buffer.start()
-  liveBuffers.add(buffer)
 
   function build (request: FastifyRequest | null, event: AuditEvent): PendingRow['row'] {
     const auth = request?.auth
@@ -462,6 +464,5 @@ export default fp(async (fastify) => {
   // Graceful stop (SR-42): in-flight requests are done when onClose runs, and the database closes after us.
   fastify.addHook('onClose', async () => {
     await buffer.close()
-    liveBuffers.delete(buffer)
   })
 }, { name: 'activity', dependencies: ['db', 'metrics'] })

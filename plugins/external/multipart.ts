@@ -3,6 +3,14 @@ import multipart from '@fastify/multipart'
 import { largestUpload } from '../app/uploads.ts'
 
 /**
+ * Not loaded globally: the routes that take files register it in their own
+ * context (routes/api/upload, routes/api/settings/profile-picture.ts). Elsewhere a
+ * multipart body is a 415, and the other requests do not pay for its per-request
+ * hook (it cleans up temporary files that stream mode never writes).
+ */
+export const autoload = false
+
+/**
  * multipart/form-data in stream mode: routes read the file part as a stream
  * (`request.file()`), nothing is buffered or written to a temporary folder by
  * the plugin, and fields are not attached to the body. The parser cuts a file

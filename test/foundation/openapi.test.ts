@@ -42,9 +42,21 @@ t.test('Swagger UI is served at /api-docs', async (t) => {
 t.test('GET /metrics speaks Prometheus text', async (t) => {
   const app = await build(t, { METRICS_ENABLED: 'true' })
   await app.inject('/health')
+  await app.inject('/health')
+  await app.inject({ method: 'HEAD', url: '/health' })
+  await app.inject('/no/such/path/1234')
+  await app.inject('/api/v1/settings/profile')
   const res = await app.inject('/metrics')
   t.equal(res.statusCode, 200)
   t.match(res.headers['content-type'], /text\/plain/)
-  t.match(res.body, /http_request_duration_seconds/)
   t.match(res.body, /process_cpu_user_seconds_total/)
+  const counts = Object.fromEntries([...res.body.matchAll(/^http_request_duration_seconds_count\{(.*)\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]))
+  t.same(counts, {
+    'method="GET",route="/health",status_code="200"': 2,
+    'method="GET",route="/api/v1/settings/profile",status_code="401"': 1
+  }, 'counted by route pattern and status; HEAD, unmatched URLs and /metrics itself are not')
+  t.match(res.body, /http_request_duration_seconds_bucket\{le="0.005",method="GET",route="\/health",status_code="200"\}/)
+
+  const again = await app.inject('/metrics')
+  t.match(again.body, /http_request_duration_seconds_count\{method="GET",route="\/health",status_code="200"\} 2/, 'scrapes do not count themselves')
 })

@@ -3,8 +3,10 @@ import { Type } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { ProfilePictureSchema } from '../../../schemas/media.ts'
+import multipartForms from '../../../plugins/external/multipart.ts'
 
 const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
+  await fastify.register(multipartForms)
   fastify.addHook('onSend', async (request, reply) => {
     if (reply.statusCode >= 400 && !request.raw.complete) reply.header('Connection', 'close')
   })

@@ -7,6 +7,7 @@ import { hasPermissions } from '../../../plugins/app/auth.ts'
 import { mimeOfKey } from '../../../plugins/app/uploads.ts'
 import { isObjectKey } from '../../../plugins/app/storage/driver.ts'
 import type { Media } from '../../../db/schema/index.ts'
+import multipartForms from '../../../plugins/external/multipart.ts'
 
 const tags = ['upload']
 
@@ -23,6 +24,7 @@ const mediaType = (header: string | undefined) => (header ?? '').split(';')[0].t
 const FileFolder = Type.Union([Type.Literal('media'), Type.Literal('profile-pictures')])
 
 const upload: FastifyPluginAsyncTypebox = async (fastify) => {
+  await fastify.register(multipartForms)
   // A refused upload is answered before its body has been read; closing the
   // connection stops the client from sending the rest into a dead socket.
   fastify.addHook('onSend', async (request, reply) => {
