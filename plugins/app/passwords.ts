@@ -49,7 +49,7 @@ const workerOptions = fromSource
 
 // Threads start with the first login and leave after a minute without one: an
 // idle instance holds no hashing thread (each costs 20-40 MB of RSS).
-const IDLE_THREAD_MS = 60_000
+export const IDLE_THREAD_MS = 60_000
 
 /**
  * An Argon2id PHC string with the live parameters, a random salt and a random

@@ -32,8 +32,10 @@ export const helmetOptions: Readonly<HelmetOptions> = {
 export function securityHeaders (options: Readonly<HelmetOptions> = helmetOptions): Record<string, string> {
   const headers: Record<string, string> = {}
   const response = {
-    setHeader (name: string, value: string | number | readonly string[]) { headers[name] = Array.isArray(value) ? value.join(', ') : String(value) },
-    removeHeader (name: string) { delete headers[name] }
+    // Lower-case names, as Fastify stores them: reply.header() lower-cases each name it is
+    // given, and a name that is already lower case skips that string's lookup per request.
+    setHeader (name: string, value: string | number | readonly string[]) { headers[name.toLowerCase()] = Array.isArray(value) ? value.join(', ') : String(value) },
+    removeHeader (name: string) { delete headers[name.toLowerCase()] }
   }
   let failure: unknown
   helmet(options)({} as IncomingMessage, response as unknown as ServerResponse, (error?: unknown) => { failure = error })
