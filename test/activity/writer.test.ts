@@ -1,8 +1,11 @@
 import t from 'tap'
-import { eq } from 'drizzle-orm'
+import { randomUUID } from 'node:crypto'
+import { eq, inArray } from 'drizzle-orm'
 import { build, buildContext } from '../helpers/build.ts'
 import { createUser, defaultPassword } from '../helpers/users.ts'
-import { activityLog } from '../../db/schema/index.ts'
+import { activityLog, user } from '../../db/schema/index.ts'
+import { openTestDatabase } from '../helpers/database.ts'
+import { insertActivityRows } from '../../plugins/app/activity.ts'
 
 /** The writer inside the app: rows survive a graceful stop, and what the buffer drops is counted. */
 const api = '/api/v1'
@@ -38,4 +41,46 @@ t.test('dropped rows are counted in the metrics; audit rows are not dropped', as
   const written = await app.db.select({ action: activityLog.action }).from(activityLog).where(eq(activityLog.module, 'test'))
   t.equal(written.filter((r) => r.action.startsWith('audit_')).length, 3, 'every audit row written')
   t.equal(written.length, 10)
+})
+
+t.test('a batch is written by one statement whatever its size: every column round-trips, a repeated batch is skipped', async (t) => {
+  const { db } = await openTestDatabase(t)
+  const [owner] = await db.insert(user).values({ email: 'writer-batch@example.com' }).returning()
+  const full = {
+    log_id: randomUUID(),
+    user_id: owner.user_id,
+    level: 'warning' as const,
+    action: 'login_failed',
+    module: 'auth',
+    message: 'quotes \' " \\ and unicode: ünïcødé 漢字 🙂',
+    ip_address: '203.0.113.7',
+    user_agent: 'Mozilla/5.0 (X11; Linux x86_64) "quoted"',
+    device: 'desktop',
+    browser: 'Firefox 120',
+    os: 'Linux',
+    endpoint: '/api/v1/auth/login-with-password',
+    method: 'POST',
+    status_code: 401,
+    request_id: 'req-1',
+    session_id: randomUUID(),
+    target_user_id: randomUUID(),
+    duration_ms: 12,
+    metadata: { error: 'AUTH_INVALID_CREDENTIALS', nested: { list: [1, 'two', null], flag: true } },
+    created_at: new Date('2026-01-02T03:04:05.678Z')
+  }
+  const sparse = { log_id: randomUUID(), level: 'info' as const, action: 'request', module: 'root', created_at: new Date('2026-01-02T03:04:06.000Z') }
+  const many = Array.from({ length: 450 }, (_, i) => ({ log_id: randomUUID(), level: 'debug' as const, action: 'bulk', module: 'test', created_at: new Date(Date.UTC(2026, 0, 3, 0, 0, i % 60)) }))
+
+  await insertActivityRows(db, [full, sparse])
+  await insertActivityRows(db, [])
+  await insertActivityRows(db, many)
+  const written = await db.select().from(activityLog).where(inArray(activityLog.log_id, [full.log_id, sparse.log_id]))
+  const byId = Object.fromEntries(written.map((r) => [r.log_id, r]))
+  t.same(byId[full.log_id], full, 'every column of a full row, as given')
+  t.same(byId[sparse.log_id], { ...Object.fromEntries(Object.keys(full).map((k) => [k, null])), ...sparse }, 'absent columns are NULL')
+  t.equal((await db.select().from(activityLog).where(eq(activityLog.action, 'bulk'))).length, 450, 'a batch of 450 rows')
+
+  await insertActivityRows(db, [full, { ...sparse, log_id: randomUUID() }])
+  t.equal((await db.select().from(activityLog).where(eq(activityLog.log_id, full.log_id))).length, 1, 'a row written again is skipped (log_id conflict), not doubled')
+  t.equal((await db.select().from(activityLog).where(eq(activityLog.module, 'root'))).length, 2, 'the new row of that batch is written')
 })
