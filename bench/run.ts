@@ -59,8 +59,11 @@ const bare: RequestSpec = { path: '/' }
 
 const rows: Row[] = []
 
-/** How long A must have gone without a request before its idle RSS is read: its hash threads are gone by then. */
-const settleMs = IDLE_THREAD_MS + 5000
+/**
+ * How long A must have gone without a request before its idle RSS is read: its hash
+ * threads are gone by then. BENCH_SETTLE_SECONDS=0 skips that reading (quick runs).
+ */
+const settleMs = process.env.BENCH_SETTLE_SECONDS !== undefined ? Number(process.env.BENCH_SETTLE_SECONDS) * 1000 : IDLE_THREAD_MS + 5000
 
 /** The median of five RSS readings a second apart (single readings move with each garbage collection). */
 async function medianRss (pid: number): Promise<number> {
@@ -195,12 +198,14 @@ async function main (): Promise<void> {
       await b.server.stop()
     }
     const quietFor = Date.now() - aQuietSince
-    if (quietFor < settleMs) {
-      log(`waiting ${round((settleMs - quietFor) / 1000, 0)} s for A's idle hash threads to retire`)
-      await sleep(settleMs - quietFor)
+    if (settleMs > 0) {
+      if (quietFor < settleMs) {
+        log(`waiting ${round((settleMs - quietFor) / 1000, 0)} s for A's idle hash threads to retire`)
+        await sleep(settleMs - quietFor)
+      }
+      settledRssMb = await medianRss(a.server.pid)
+      log(`RSS of A after ${round(Math.max(quietFor, settleMs) / 1000, 0)} s without requests: ${settledRssMb} MB`)
     }
-    settledRssMb = await medianRss(a.server.pid)
-    log(`RSS of A after ${round(Math.max(quietFor, settleMs) / 1000, 0)} s without requests: ${settledRssMb} MB`)
     await a.server.stop()
   } finally {
     await shutdown()
