@@ -233,7 +233,7 @@ export async function safeFetch (raw: string, options: SafeFetchOptions): Promis
           bodyTimeout: options.timeoutMs
         })
       } catch (error) {
-        if (timedOut()) throw fetchFailed('timeout', {}, error)
+        if (timedOut() || isUndiciTimeout(error)) throw fetchFailed('timeout', {}, error)
         throw fetchFailed('connect', { host: url.hostname }, error)
       }
       if (REDIRECTS.has(response.statusCode)) {
@@ -274,9 +274,16 @@ async function * capped (source: AsyncIterable<Buffer>, maxBytes: number, timedO
     }
   } catch (error) {
     if (error instanceof AppError) throw error
-    throw timedOut() ? fetchFailed('timeout', {}, error) : fetchFailed('network', {}, error)
+    throw timedOut() || isUndiciTimeout(error) ? fetchFailed('timeout', {}, error) : fetchFailed('network', {}, error)
   }
 }
+
+/**
+ * undici's own connect/headers/body timeouts are set to the same deadline; on a busy
+ * event loop one of them can fire before ours does. Either way it is a timeout.
+ */
+const undiciTimeouts = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+const isUndiciTimeout = (error: unknown) => undiciTimeouts.has((error as { code?: string } | null)?.code ?? '')
 
 function nameFromUrl (url: URL): string | undefined {
   const last = url.pathname.split('/').filter(Boolean).pop()

@@ -196,3 +196,19 @@ t.test('SR-36: loopback itself is refused while the escape hatch is off', async 
   }
   t.equal(hits, 0, 'no request reached the server')
 })
+
+t.test('SR-36: an undici timeout that fires before the deadline is still reported as a timeout', async (t) => {
+  // The fetcher gives undici's headers/body timeouts the deadline's length; on a busy
+  // event loop one of them can fire first. That is a timeout, not a failed connection.
+  const { errors } = await import('undici')
+  const { resolve } = stubResolver({ 'public.test': ['93.184.216.34'] })
+  const network = mockNetwork(t)
+  const origin = network.agent.get('http://public.test')
+  origin.intercept({ path: '/headers' }).replyWithError(new errors.HeadersTimeoutError())
+  origin.intercept({ path: '/connect-timeout' }).replyWithError(new errors.ConnectTimeoutError())
+  origin.intercept({ path: '/refused' }).replyWithError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))
+  const reasonOf = async (path: string) => (await rejection(safeFetch(`http://public.test${path}`, { ...base, resolve, dispatcherFor: network.dispatcherFor }))).details
+  t.match(await reasonOf('/headers'), { reason: 'timeout' })
+  t.match(await reasonOf('/connect-timeout'), { reason: 'timeout' })
+  t.match(await reasonOf('/refused'), { reason: 'connect', host: 'public.test' }, 'a refused connection stays "connect"')
+})
