@@ -78,6 +78,8 @@ export interface SessionService {
   /** Revokes every active session of a user, but `exceptSessionId`. Returns how many. */
   revokeAllForUser: (userId: string, reason: string, exceptSessionId?: string) => Promise<number>
   listActive: (userId: string) => Promise<Session[]>
+  /** One active session of the user (not revoked, not expired); undefined otherwise. */
+  findActive: (userId: string, sessionId: string) => Promise<Session | undefined>
   /** Loads (cached) what a request needs to know about its session and user; throws 401 when revoked. */
   check: (claims: TokenClaims) => Promise<UserState>
   /** Recomputes a user's cached state after a change (deactivation, permissions, profile). */
@@ -108,6 +110,14 @@ export default fp(async (fastify) => {
   const minute = 60_000
   const cacheMs = config.AUTH_STATE_CACHE_SECONDS * 1000
   const now = () => fastify.now()
+
+  // Prepared once: token-info and session revocation look one session up per call.
+  const activeById = db.select().from(session).where(and(
+    eq(session.session_id, sql.placeholder('sessionId')),
+    eq(session.user_id, sql.placeholder('userId')),
+    isNull(session.revoked_at),
+    gt(session.expires_at, sql.placeholder('now'))
+  )).limit(1).prepare('session_active_by_id')
 
   const mac = (sid: string, generation: number, salt: string) =>
     createHmac('sha256', secret).update(`refresh.${sid}.${generation}.${salt}`).digest('base64url')
@@ -277,6 +287,12 @@ export default fp(async (fastify) => {
         isNull(session.revoked_at),
         gt(session.expires_at, new Date(now()))
       )).orderBy(sql`${session.last_used_at} desc`)
+    },
+
+    async findActive (userId, sessionId) {
+      // An ISO string: drizzle passes placeholder values to the driver unencoded.
+      const [row] = await activeById.execute({ userId, sessionId, now: new Date(now()).toISOString() })
+      return row
     },
 
     async check (claims) {

@@ -1,5 +1,7 @@
 import t from 'tap'
 import { createSigner } from 'fast-jwt'
+import { eq } from 'drizzle-orm'
+import { session } from '../../db/schema/index.ts'
 import { build, testSecret } from '../helpers/build.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 
@@ -81,4 +83,26 @@ t.test('token-info describes the presented token and its session', async (t) => 
   const otherTokens = await login(app, other.email!)
   const foreign = await app.inject({ method: 'POST', url: '/api/v1/auth/token-info', headers: bearer(tokens.access_token), payload: { token: otherTokens.session_token } })
   t.same(foreign.json().data, { active: false }, 'nobody inspects another user\'s token')
+})
+
+t.test('token-info on a token of an ended session: inactive, whether revoked or expired', async (t) => {
+  const app = await build(t)
+  const u = await createUser(app)
+  const current = await login(app, u.email!)
+  const revoked = await login(app, u.email!)
+  const expired = await login(app, u.email!)
+  const inspect = (token: string) => app.inject({ method: 'POST', url: '/api/v1/auth/token-info', headers: bearer(current.access_token), payload: { token } })
+
+  t.equal((await inspect(revoked.refresh_token)).json().data.active, true, 'active before')
+  const del = await app.inject({ method: 'DELETE', url: `/api/v1/auth/sessions/${revoked.session_id}`, headers: bearer(current.access_token) })
+  t.equal(del.statusCode, 200, 'one\'s own session is found and revoked')
+  t.same((await inspect(revoked.refresh_token)).json().data, { active: false }, 'revoked: its refresh token is inactive')
+  const again = await app.inject({ method: 'DELETE', url: `/api/v1/auth/sessions/${revoked.session_id}`, headers: bearer(current.access_token) })
+  t.equal(again.statusCode, 404, 'a revoked session is no longer an active one')
+
+  await app.db.update(session).set({ expires_at: new Date(Date.now() - 1000) }).where(eq(session.session_id, expired.session_id))
+  t.same((await inspect(expired.refresh_token)).json().data, { active: false }, 'expired: inactive')
+  const own = (await app.inject({ url: '/api/v1/auth/token-info', headers: bearer(current.access_token) })).json().data
+  t.equal(own.active, true, 'the caller\'s own session is untouched')
+  t.equal(own.session_id, current.session_id)
 })

@@ -77,7 +77,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   const describe = async (claims: TokenClaims, permissions: readonly string[]) => {
-    const [row] = (await fastify.sessions.listActive(claims.sub)).filter((s) => s.session_id === claims.sid)
+    const row = await fastify.sessions.findActive(claims.sub, claims.sid)
     const idleEnds = row ? Math.min(row.last_used_at.getTime() + config.SESSION_IDLE_TIMEOUT_MINUTES * 60_000, row.expires_at.getTime()) : undefined
     return {
       active: row !== undefined,
@@ -114,7 +114,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     if (!token) return reply.ok(await describe(auth.claims, auth.permissions))
     const refresh = fastify.sessions.parseRefreshToken(token)
     if (refresh) {
-      const row = (await fastify.sessions.listActive(auth.userId)).find((s) => s.session_id === refresh.sessionId)
+      const row = await fastify.sessions.findActive(auth.userId, refresh.sessionId)
       const current = row !== undefined && row.refresh_generation === refresh.generation
       return reply.ok(current
         ? { active: true, token_type: 'refresh' as const, user_id: auth.userId, session_id: row.session_id, session_expires_at: row.expires_at.toISOString() }
@@ -160,7 +160,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const auth = request.auth!
     const { session_id: sessionId } = request.params
-    const owned = (await fastify.sessions.listActive(auth.userId)).some((s) => s.session_id === sessionId)
+    const owned = await fastify.sessions.findActive(auth.userId, sessionId) !== undefined
     if (!owned) throw new AppError('NOT_FOUND')
     await fastify.sessions.revoke(sessionId, 'revoked_by_user')
     await fastify.audit(request, { action: 'session_revoked', targetUserId: auth.userId, metadata: { revoked_session_id: sessionId } })
