@@ -15,7 +15,7 @@ declare module 'fastify' {
 }
 
 const uncounted = new Set(['HEAD', 'OPTIONS', 'TRACE', 'CONNECT'])
-type Timer = ReturnType<Histogram<'method' | 'route' | 'status_code'>['labels']>
+type LabelledHistogram = ReturnType<Histogram<'method' | 'route' | 'status_code'>['labels']>
 
 /**
  * Prometheus metrics at GET /metrics: process metrics (prom-client's defaults) and
@@ -41,8 +41,8 @@ export default fp(async (fastify) => {
   fastify.decorate('metrics', { registry })
 
   // route config (one object per route and method) -> status code -> labelled child; null: not counted
-  const children = new WeakMap<object, Map<number, Timer> | null>()
-  function timerOf (request: FastifyRequest, reply: FastifyReply): Timer | undefined {
+  const children = new WeakMap<object, Map<number, LabelledHistogram> | null>()
+  function histogramOf (request: FastifyRequest, reply: FastifyReply): LabelledHistogram | undefined {
     const config = request.routeOptions.config
     let byStatus = children.get(config)
     if (byStatus === undefined) {
@@ -50,12 +50,12 @@ export default fp(async (fastify) => {
       children.set(config, byStatus = counted ? new Map() : null)
     }
     if (byStatus === null) return undefined
-    let timer = byStatus.get(reply.statusCode)
-    if (!timer) byStatus.set(reply.statusCode, timer = duration.labels(request.method, config.url!, String(reply.statusCode)))
-    return timer
+    let child = byStatus.get(reply.statusCode)
+    if (!child) byStatus.set(reply.statusCode, child = duration.labels(request.method, config.url!, String(reply.statusCode)))
+    return child
   }
   fastify.addHook('onResponse', (request, reply, done) => {
-    timerOf(request, reply)?.observe(reply.elapsedTime / 1000)
+    histogramOf(request, reply)?.observe(reply.elapsedTime / 1000)
     done()
   })
 

@@ -16,8 +16,15 @@ export const autoload = false
  * the plugin, and fields are not attached to the body. The parser cuts a file
  * one byte past the largest per-type limit, so the upload code (which applies
  * the limit of the detected type) always sees an oversize file as one.
+ *
+ * A refused upload is answered before its body has been read; closing the
+ * connection stops the client from sending the rest into a dead socket.
  */
 export default fp(async (fastify) => {
+  fastify.addHook('onSend', (request, reply, payload, done) => {
+    if (reply.statusCode >= 400 && !request.raw.complete) reply.header('Connection', 'close')
+    done(null, payload)
+  })
   await fastify.register(multipart, {
     attachFieldsToBody: false,
     throwFileSizeLimit: true,

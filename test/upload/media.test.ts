@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import { existsSync, readdirSync } from 'node:fs'
 import path from 'node:path'
+import { request as httpRequest } from 'node:http'
 import { and, eq } from 'drizzle-orm'
 import { buildContext } from '../helpers/build.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
@@ -272,4 +273,27 @@ t.test('P/health/storage checks the configured driver', async (t) => {
   const down = await app.inject({ method: 'GET', url: '/api/v1/health/storage' })
   t.equal(down.statusCode, 503)
   t.equal(down.json().error.code, 'SERVICE_UNAVAILABLE')
+})
+
+t.test('a refused upload closes the connection (the rest of its body would go into a dead socket); other answers keep it', async (t) => {
+  const ctx = await buildContext(t)
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (ctx.app.server.address() as { port: number }).port
+  // Announces 10 MB, sends 1 KB and waits: the 401 comes before the body is read.
+  const answer = (url: string, headers: Record<string, string>, body: Buffer | undefined) => new Promise<{ status: number, connection: string | undefined }>((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, method: body ? 'POST' : 'GET', path: url, headers }, (res) => {
+      res.resume()
+      resolve({ status: res.statusCode!, connection: res.headers.connection })
+      req.destroy()
+    })
+    req.on('error', reject)
+    if (body) req.write(body)
+    else req.end()
+  })
+  const refused = await answer('/api/v1/upload/media', { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(10 * 1024 * 1024) }, Buffer.alloc(1024))
+  t.equal(refused.status, 401)
+  t.equal(refused.connection, 'close', 'refused before its body was read: Connection: close')
+  const elsewhere = await answer('/api/v1/settings/profile', {}, undefined)
+  t.equal(elsewhere.status, 401)
+  t.equal(elsewhere.connection, 'keep-alive', 'an answer outside the upload routes keeps the connection')
 })

@@ -7,9 +7,6 @@ import multipartForms from '../../../plugins/external/multipart.ts'
 
 const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
   await fastify.register(multipartForms)
-  fastify.addHook('onSend', async (request, reply) => {
-    if (reply.statusCode >= 400 && !request.raw.complete) reply.header('Connection', 'close')
-  })
 
   fastify.post('/profile-picture', {
     config: { permissions: ['edit_profile'] },

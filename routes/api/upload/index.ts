@@ -25,11 +25,6 @@ const FileFolder = Type.Union([Type.Literal('media'), Type.Literal('profile-pict
 
 const upload: FastifyPluginAsyncTypebox = async (fastify) => {
   await fastify.register(multipartForms)
-  // A refused upload is answered before its body has been read; closing the
-  // connection stops the client from sending the rest into a dead socket.
-  fastify.addHook('onSend', async (request, reply) => {
-    if (reply.statusCode >= 400 && !request.raw.complete) reply.header('Connection', 'close')
-  })
 
   fastify.post('/media', {
     config: { permissions: ['add_upload'] },
