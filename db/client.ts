@@ -56,6 +56,12 @@ const postgresOptions = (max: number, connectTimeout = 5): postgres.Options<Reco
   connect_timeout: connectTimeout,
   // NOTICEs (e.g. "relation already exists, skipping" from migrations) are not errors.
   onnotice: () => {},
+  // postgres.js would look up every array type on each new connection, in a promise
+  // nothing awaits: a connection lost during that lookup (the server going away at
+  // that moment) rejected it unhandled and took the process down (SR-40; a CI run
+  // lost an API instance that way). The app reads no PostgreSQL arrays: aggregates
+  // come back as jsonb.
+  fetch_types: false,
   prepare: true,
   connection: { application_name: 'fastify-auth-backend' }
 })

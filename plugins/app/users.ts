@@ -107,10 +107,10 @@ export default fp(async (fastify) => {
     permission_version: user.permission_version,
     last_updated: user.last_updated,
     language: user.language,
-    permissions: sql<string[]>`coalesce((select array_agg(distinct p.codename) from ${activeGroups}
+    permissions: sql<string[]>`coalesce((select jsonb_agg(distinct p.codename order by p.codename) from ${activeGroups}
       inner join "group_permission" gp on gp.group_id = g.group_id
       inner join "permission" p on p.permission_id = gp.permission_id
-      where ug.user_id = "user"."user_id"), '{}')`,
+      where ug.user_id = "user"."user_id"), '[]'::jsonb)`,
     super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`
   }).from(user).where(eq(user.user_id, id)).prepare('user_state')
 

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm'
 import t from 'tap'
 import { dedicatedConnection, executeRows, openDatabase } from '../../db/client.ts'
 import { createTestDatabase, testDatabaseMode } from '../helpers/database.ts'
+import { TcpProxy } from '../helpers/tcp-proxy.ts'
 
 t.test('postgres.js handle: ping, stats, a dedicated connection, idempotent close', { skip: testDatabaseMode !== 'postgres' && 'postgres mode only' }, async (t) => {
   const database = await createTestDatabase()
@@ -30,4 +31,32 @@ t.test('an unreachable server: opening succeeds (the app can start and recover),
   await t.rejects(handle.ping())
   t.ok(Date.now() - started < 6000, 'within the connect timeout')
   await handle.close()
+})
+
+t.test('SR-40: the server going away right after a connection starts up fails the query, never the process', { skip: testDatabaseMode !== 'postgres' && 'postgres mode only' }, async (t) => {
+  const database = await createTestDatabase()
+  t.teardown(() => database.drop())
+  const direct = new URL(database.url!)
+  const proxy = new TcpProxy(Number(direct.port || 5432))
+  t.teardown(() => proxy.stop())
+  const proxied = new URL(direct)
+  proxied.hostname = '127.0.0.1'
+  proxied.port = String(await proxy.start())
+  const unhandled: unknown[] = []
+  const record = (reason: unknown) => { unhandled.push(reason) }
+  process.on('unhandledRejection', record)
+  t.teardown(() => { process.off('unhandledRejection', record) })
+
+  // The first message after the startup exchange (a Parse or a simple Query) is where
+  // postgres.js used to send its array-type lookup; the server vanishes right there.
+  proxy.cutAt((chunk) => chunk[0] === 0x50 || chunk[0] === 0x51)
+  const handle = await openDatabase({ url: proxied.toString(), dataDir: '', poolMax: 1, connectTimeoutSeconds: 2 })
+  t.teardown(() => handle.close())
+  await t.rejects(handle.ping(), 'the query fails')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.same(unhandled.map(String), [], 'no promise rejected unhandled (which would end the process)')
+
+  await proxy.start()
+  await handle.ping()
+  t.pass('the same handle works once the server is back')
 })

@@ -8,6 +8,7 @@ import net from 'node:net'
 export class TcpProxy {
   private server?: net.Server
   private readonly sockets = new Set<net.Socket>()
+  private cutWhen?: (chunk: Buffer) => boolean
   port = 0
 
   constructor (private readonly targetPort: number, private readonly targetHost = '127.0.0.1') {}
@@ -20,7 +21,17 @@ export class TcpProxy {
         s.on('close', () => this.sockets.delete(s))
         s.on('error', () => { client.destroy(); upstream.destroy() })
       }
-      client.pipe(upstream).pipe(client)
+      upstream.pipe(client)
+      client.on('data', (chunk: Buffer) => {
+        if (this.cutWhen?.(chunk)) {
+          this.cutWhen = undefined
+          this.stop().catch(() => {})
+          return
+        }
+        if (!upstream.write(chunk)) client.pause()
+      })
+      upstream.on('drain', () => client.resume())
+      client.on('end', () => upstream.end())
     })
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject)
@@ -29,6 +40,12 @@ export class TcpProxy {
     this.port = (this.server.address() as net.AddressInfo).port
     return this.port
   }
+
+  /**
+   * The next client chunk for which `match` is true is not forwarded: the proxy
+   * stops there instead (a server going away at that exact point of a protocol).
+   */
+  cutAt (match: (chunk: Buffer) => boolean) { this.cutWhen = match }
 
   /** Cuts every connection and refuses new ones, like a crashed server. */
   async stop (): Promise<void> {
