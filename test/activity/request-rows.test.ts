@@ -88,3 +88,19 @@ t.test('ACTIVITY_LOG_REQUESTS=false turns the automatic rows off, never the audi
   t.equal(info.statusCode, 200)
   t.same(await rowsOf(app, info.requestId), [])
 })
+
+t.test('row ids are time-ordered (UUIDv7), so the primary key grows at one end', async (t) => {
+  const app = await build(t, quiet)
+  const call = client(app)
+  const ids: string[] = []
+  for (let i = 0; i < 5; i++) {
+    const res = await call({ method: 'POST', url: `${api}/auth/token-info`, payload: { token: 'not-a-token' } })
+    const [row] = await rowsOf(app, res.requestId)
+    t.ok(row, `request ${i + 1} has its row`)
+    ids.push(row.log_id)
+  }
+  for (const id of ids) t.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, 'a version-7 UUID')
+  t.same([...ids].sort(), ids, 'in the order the rows were made')
+  const millis = Number.parseInt(ids[0].replace(/-/g, '').slice(0, 12), 16)
+  t.ok(Math.abs(millis - Date.now()) < 60_000, 'carrying the time it was made')
+})
