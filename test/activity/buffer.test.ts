@@ -1,6 +1,6 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
-import { ActivityBuffer, type BufferOptions, type PendingRow } from '../../plugins/app/activity.ts'
+import { ActivityBuffer, timeOrderedId, type BufferOptions, type PendingRow } from '../../plugins/app/activity.ts'
 import type { NewActivityLog } from '../../db/schema/index.ts'
 
 /**
@@ -183,4 +183,24 @@ t.test('close() writes what waits; if the database is gone the rows go to the lo
   const late = pending(false)
   await ok.buffer.add(late)
   t.ok(ok.db.rows.some((r) => r.log_id === late.row.log_id))
+})
+
+t.test('row ids: version-7 UUIDs, unique and in the order made, also within one millisecond and across pool refills', async (t) => {
+  const uuidV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+  const millisOf = (id: string) => Number.parseInt(id.replace(/-/g, '').slice(0, 12), 16)
+  const start = Date.UTC(2030, 0, 1)
+  // 3,000 ids in one millisecond (the random pool holds 256 ids' worth), then the next ones.
+  const ids = [
+    ...Array.from({ length: 3000 }, () => timeOrderedId(start)),
+    ...Array.from({ length: 3 }, () => timeOrderedId(start + 1))
+  ]
+  t.ok(ids.every((id) => uuidV7.test(id)), 'every id is a version-7 UUID (RFC 9562 variant)')
+  t.equal(new Set(ids).size, ids.length, 'no id repeats')
+  t.ok(ids.every((id, i) => i === 0 || ids[i - 1] < id), 'each id sorts after the one before it')
+  t.equal(millisOf(ids[0]), start, 'carrying the time it was made')
+  t.equal(millisOf(ids.at(-1)!), start + 1)
+  // A clock that steps back (NTP): ids keep counting up from the last time seen.
+  const after = timeOrderedId(start - 5000)
+  t.ok(after > ids.at(-1)!, 'a clock stepping back does not make an id sort before earlier ones')
+  t.equal(new Set(ids.map((id) => id.slice(-12))).size, ids.length, 'the random tails (48 bits) differ too')
 })
