@@ -92,6 +92,10 @@ export function toEntry (row: ActivityLog): ActivityLogEntry {
   }
 }
 
+type ListFilter = keyof ActivityFilters
+const listFilters: readonly ListFilter[] = ['userId', 'level', 'action', 'module', 'ip', 'from', 'to']
+const listColumns = { userId: 'user_id', level: 'level', action: 'action', module: 'module', ip: 'ip_address' } as const
+
 function conditions (f: ActivityFilters): SQL[] {
   const where: Array<SQL | undefined> = [
     f.userId ? eq(activityLog.user_id, f.userId) : undefined,
@@ -121,18 +125,50 @@ function daysBetween (from: Date, to: Date, tz: string): string[] {
 export default fp(async (fastify) => {
   const { db } = fastify
 
+  /**
+   * The list query of each combination of filters (and cursor), built and prepared
+   * on first use; values are bound per request (drizzle built the SQL on every call).
+   * Seven filters and the cursor: at most 256 combinations.
+   */
+  const listQueries = new Map<string, ReturnType<typeof prepareList>>()
+  const bind = (name: string) => sql.placeholder(name)
+
+  function prepareList (names: readonly ListFilter[], withCursor: boolean, id: number) {
+    const where = names.map((name): SQL => {
+      switch (name) {
+        case 'from': return sql`${activityLog.created_at} >= ${bind('from')}::timestamptz`
+        case 'to': return sql`${activityLog.created_at} <= ${bind('to')}::timestamptz`
+        default: return eq(activityLog[listColumns[name]], bind(name))
+      }
+    })
+    if (withCursor) where.push(sql`(${activityLog.created_at}, ${activityLog.log_id}) < (${bind('cursor_at')}::timestamptz, ${bind('cursor_id')}::uuid)`)
+    return db.select({ ...getTableColumns(activityLog), cursor_at: cursorTime })
+      .from(activityLog)
+      .where(and(...where))
+      .orderBy(desc(activityLog.created_at), desc(activityLog.log_id))
+      .limit(bind('limit'))
+      .prepare(`activity_list_${id}`)
+  }
+
   const queries: ActivityQueries = {
     async list (filters, { limit, cursor }) {
-      const where = conditions(filters)
-      if (cursor) {
-        const position = decodeCursor(cursor)
-        where.push(sql`(${activityLog.created_at}, ${activityLog.log_id}) < (${position.at}::timestamptz, ${position.id}::uuid)`)
+      const position = cursor ? decodeCursor(cursor) : undefined
+      const names: ListFilter[] = []
+      const params: Record<string, unknown> = { limit: limit + 1 }
+      for (const name of listFilters) {
+        const value = filters[name]
+        if (!value) continue
+        names.push(name)
+        params[name] = value instanceof Date ? value.toISOString() : value
       }
-      const rows = await db.select({ ...getTableColumns(activityLog), cursor_at: cursorTime })
-        .from(activityLog)
-        .where(and(...where))
-        .orderBy(desc(activityLog.created_at), desc(activityLog.log_id))
-        .limit(limit + 1)
+      if (position) {
+        params.cursor_at = position.at
+        params.cursor_id = position.id
+      }
+      const key = `${names.join(',')}|${position ? 'cursor' : ''}`
+      let query = listQueries.get(key)
+      if (!query) listQueries.set(key, query = prepareList(names, position !== undefined, listQueries.size))
+      const rows = await query.execute(params)
       const more = rows.length > limit
       const page = more ? rows.slice(0, limit) : rows
       const last = page.at(-1)
