@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
-import { eq, sql } from 'drizzle-orm'
+import { eq, getTableColumns, sql } from 'drizzle-orm'
 import { group, session, user, userGroup, type User } from '../../db/schema/index.ts'
 import { DEFAULT_USER_GROUP } from '../../db/defaults.ts'
 import { AppError, type ErrorCode } from '../../schemas/errors.ts'
@@ -65,9 +65,38 @@ export function identifierConflict (error: unknown): ErrorCode | undefined {
 }
 
 /** Writes `values` to one user row, stamping last_updated; a taken email, phone or user name is its AppError. */
+type UserUpdate = ReturnType<typeof prepareUserUpdate>
+const userColumns = getTableColumns(user)
+const userUpdates = new WeakMap<Database, Map<string, UserUpdate>>()
+/** Distinct column sets a database handle keeps prepared (profile edits combine up to a dozen fields). */
+const USER_UPDATE_SHAPES = 256
+
+function prepareUserUpdate (db: Database, columns: readonly string[], id: number) {
+  const set = Object.fromEntries(columns.map((name) => [name, sql`${sql.placeholder(name)}`]))
+  return db.update(user).set(set).where(eq(user.user_id, sql.placeholder('user_id'))).returning().prepare(`user_update_${id}`)
+}
+
+/**
+ * Updates columns of one user (and last_updated) and returns the row. The
+ * statement of each set of columns is built and prepared once per database handle
+ * (drizzle spent ~100 µs building an UPDATE ... RETURNING of every column per call);
+ * values are converted as drizzle would (`mapToDriverValue`) and bound.
+ */
 export async function updateUserRow (db: Database, userId: string, values: Partial<typeof user.$inferInsert>, at: Date): Promise<User> {
+  const changes = Object.entries({ ...values, last_updated: at }).filter(([, value]) => value !== undefined)
+  const columns = changes.map(([name]) => name).sort()
+  const key = columns.join(',')
+  let shapes = userUpdates.get(db)
+  if (!shapes) userUpdates.set(db, shapes = new Map())
+  let update = shapes.get(key)
+  if (!update) {
+    update = prepareUserUpdate(db, columns, shapes.size)
+    if (shapes.size < USER_UPDATE_SHAPES) shapes.set(key, update)
+  }
+  const params: Record<string, unknown> = { user_id: userId }
+  for (const [name, value] of changes) params[name] = value === null ? null : userColumns[name as keyof typeof userColumns].mapToDriverValue(value)
   try {
-    const [row] = await db.update(user).set({ ...values, last_updated: at }).where(eq(user.user_id, userId)).returning()
+    const [row] = await update.execute(params)
     if (!row) throw new AppError('USER_NOT_FOUND')
     return row
   } catch (error) {
