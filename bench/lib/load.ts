@@ -1,5 +1,5 @@
 import autocannon from 'autocannon'
-import { cpuMicros, rssMb } from './proc.ts'
+import { cpuMicros, rssMb, servicesCpuMicros } from './proc.ts'
 import type { RequestSpec } from './api.ts'
 import type { Server } from './servers.ts'
 
@@ -24,6 +24,8 @@ export interface Measured {
   statuses: Record<string, number>
   /** Server CPU time (all threads, from /proc) divided by the requests of this load. */
   cpuMicrosPerRequest: number
+  /** CPU time of the local PostgreSQL and Redis processes divided by the same requests (0 on the embedded stack). */
+  servicesCpuMicrosPerRequest: number
   /** Server resident memory right after the load, MB. */
   rssMb: number
 }
@@ -40,7 +42,12 @@ async function fire (server: Server, load: Load): Promise<autocannon.Result> {
   })
 }
 
-function summarize (result: autocannon.Result, cpu: number, server: Server): Measured {
+/** CPU so far of the API process and of the local PostgreSQL and Redis. */
+function cpuNow (server: Server) {
+  return { api: cpuMicros(server.pid), services: servicesCpuMicros() }
+}
+
+function summarize (result: autocannon.Result, cpu: { api: number, services: number }, server: Server): Measured {
   const requests = result.requests.total
   const statuses: Record<string, number> = {}
   for (const [code, stat] of Object.entries(result.statusCodeStats ?? {})) {
@@ -53,16 +60,18 @@ function summarize (result: autocannon.Result, cpu: number, server: Server): Mea
     p99: result.latency.p99,
     errors: result.errors + result.non2xx,
     statuses,
-    cpuMicrosPerRequest: requests > 0 ? Math.round(cpu / requests) : 0,
+    cpuMicrosPerRequest: requests > 0 ? Math.round(cpu.api / requests) : 0,
+    servicesCpuMicrosPerRequest: requests > 0 ? Math.round(cpu.services / requests) : 0,
     rssMb: rssMb(server.pid)
   }
 }
 
 /** Runs `load` against `server` and measures the server's CPU over it. */
 export async function measure (server: Server, load: Load): Promise<Measured> {
-  const before = cpuMicros(server.pid)
+  const before = cpuNow(server)
   const result = await fire(server, load)
-  return summarize(result, cpuMicros(server.pid) - before, server)
+  const after = cpuNow(server)
+  return summarize(result, { api: after.api - before.api, services: after.services - before.services }, server)
 }
 
 /**
@@ -70,11 +79,16 @@ export async function measure (server: Server, load: Load): Promise<Measured> {
  * between them, so each one's CPU per request is the total over all requests.
  */
 export async function measureTogether (server: Server, loads: Load[]): Promise<Measured[]> {
-  const before = cpuMicros(server.pid)
+  const before = cpuNow(server)
   const results = await Promise.all(loads.map((load) => fire(server, load)))
-  const cpu = cpuMicros(server.pid) - before
+  const after = cpuNow(server)
   const total = results.reduce((sum, r) => sum + r.requests.total, 0)
-  return results.map((r) => ({ ...summarize(r, 0, server), cpuMicrosPerRequest: total > 0 ? Math.round(cpu / total) : 0 }))
+  const perRequest = (micros: number) => total > 0 ? Math.round(micros / total) : 0
+  return results.map((r) => ({
+    ...summarize(r, { api: 0, services: 0 }, server),
+    cpuMicrosPerRequest: perRequest(after.api - before.api),
+    servicesCpuMicrosPerRequest: perRequest(after.services - before.services)
+  }))
 }
 
 /** `amount` requests of each kind, so that lazily compiled serializers, caches and pools are warm before anything is measured. */

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import net from 'node:net'
 
 /**
@@ -15,6 +15,30 @@ export function cpuMicros (pid: number): number {
   // The command name (field 2) may contain spaces; the fields after it are space-separated.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
   const ticks = Number(fields[11]) + Number(fields[12])
+  return ticks * (1_000_000 / TICKS_PER_SECOND)
+}
+
+/**
+ * CPU time of the local PostgreSQL and Redis servers so far, in microseconds: every
+ * process named `postgres` or `redis-server`, its own time and that of its exited
+ * children (a backend that ends is counted in its postmaster's). On the embedded
+ * stack they run inside the API process, so this stays near zero there.
+ */
+export function servicesCpuMicros (): number {
+  let ticks = 0
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+    } catch {
+      continue // gone meanwhile
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    if (name !== 'postgres' && name !== 'redis-server') continue
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])
+  }
   return ticks * (1_000_000 / TICKS_PER_SECOND)
 }
 

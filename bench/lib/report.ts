@@ -76,9 +76,9 @@ function errorsCell (m: Measured): string {
 
 export function resultsTable (rows: Row[]): string {
   return table(
-    ['scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'RSS MB', 'baseline req/s', 'baseline CPU µs/req', 'ratio'],
-    [false, false, true, true, true, true, true, true, true, true, true],
-    rows.map((r) => [r.scenario, r.server, r.api.requestsPerSecond, r.api.p50, r.api.p99, errorsCell(r.api), r.api.cpuMicrosPerRequest, r.api.rssMb,
+    ['scenario', 'server', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'PG+Redis µs/req', 'RSS MB', 'baseline req/s', 'baseline CPU µs/req', 'ratio'],
+    [false, false, true, true, true, true, true, true, true, true, true, true],
+    rows.map((r) => [r.scenario, r.server, r.api.requestsPerSecond, r.api.p50, r.api.p99, errorsCell(r.api), r.api.cpuMicrosPerRequest, r.api.servicesCpuMicrosPerRequest, r.api.rssMb,
       r.baseline.requestsPerSecond, r.baseline.cpuMicrosPerRequest, r.ratio === null ? '-' : `${r.ratio}x`])
   )
 }
