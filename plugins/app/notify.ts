@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { and, desc, eq, ne } from 'drizzle-orm'
+import { and, desc, eq, ne, sql } from 'drizzle-orm'
 import { session, type User } from '../../db/schema/index.ts'
 import type { AppConfig } from '../../config.ts'
 import { describeDevice } from './sessions.ts'
@@ -274,16 +274,20 @@ export default fp(async (fastify) => {
       .catch(() => { /* logged by send; a notice never fails the change it reports */ }))
   }
 
+  // Prepared once: every login compares its device with the user's last 50 sessions.
+  const earlierDevices = fastify.db.select({ device_name: session.device_name, user_agent: session.user_agent })
+    .from(session)
+    .where(and(eq(session.user_id, sql.placeholder('userId')), ne(session.session_id, sql.placeholder('sessionId'))))
+    .orderBy(desc(session.created_at))
+    .limit(50)
+    .prepare('session_earlier_devices')
+
   function loginNotice (request: FastifyRequest, account: User, sessionId: string) {
     const userAgent = request.headers['user-agent']?.slice(0, 512) ?? null
     const ip = request.ip
     track((async () => {
       const device = describeDevice(userAgent ?? undefined)
-      const earlier = await fastify.db.select({ device_name: session.device_name, user_agent: session.user_agent })
-        .from(session)
-        .where(and(eq(session.user_id, account.user_id), ne(session.session_id, sessionId)))
-        .orderBy(desc(session.created_at))
-        .limit(50)
+      const earlier = await earlierDevices.execute({ userId: account.user_id, sessionId })
       // A first login has nothing to compare with (and follows a sign-up the user just made).
       if (earlier.length === 0) return
       const known = earlier.some((s) => s.user_agent === userAgent || (device !== null && s.device_name === device))

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { and, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm'
 import { UAParser } from 'ua-parser-js'
-import { session, user, type Session, type User } from '../../db/schema/index.ts'
+import { session, user, type NewSession, type Session, type User } from '../../db/schema/index.ts'
 import { AppError } from '../../schemas/errors.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
 
@@ -119,6 +119,20 @@ export default fp(async (fastify) => {
     gt(session.expires_at, sql.placeholder('now'))
   )).limit(1).prepare('session_active_by_id')
 
+  // Prepared once: every login inserts a session (values bound, and converted by drizzle).
+  const insertSession = db.insert(session).values({
+    user_id: sql.placeholder('user_id'),
+    refresh_secret: sql.placeholder('refresh_secret'),
+    refresh_generation: sql.placeholder('refresh_generation'),
+    auth_method: sql.placeholder('auth_method'),
+    device_name: sql.placeholder('device_name'),
+    ip_address: sql.placeholder('ip_address'),
+    user_agent: sql.placeholder('user_agent'),
+    created_at: sql.placeholder('created_at'),
+    last_used_at: sql.placeholder('last_used_at'),
+    expires_at: sql.placeholder('expires_at')
+  }).returning().prepare('session_insert')
+
   const mac = (sid: string, generation: number, salt: string) =>
     createHmac('sha256', secret).update(`refresh.${sid}.${generation}.${salt}`).digest('base64url')
   const refreshTokenOf = (row: Pick<Session, 'session_id' | 'refresh_secret'>, generation: number) =>
@@ -206,7 +220,7 @@ export default fp(async (fastify) => {
 
     async create (account, client) {
       const createdAt = new Date(now())
-      const [row] = await db.insert(session).values({
+      const [row] = await insertSession.execute({
         user_id: account.user_id,
         refresh_secret: randomBytes(24).toString('base64url'),
         refresh_generation: 0,
@@ -217,7 +231,7 @@ export default fp(async (fastify) => {
         created_at: createdAt,
         last_used_at: createdAt,
         expires_at: new Date(createdAt.getTime() + config.REFRESH_TOKEN_EXPIRY_MINUTES * minute)
-      }).returning()
+      } satisfies Omit<NewSession, 'session_id'>)
       return bundleFor(account, row, 0)
     },
 

@@ -113,6 +113,9 @@ export default fp(async (fastify) => {
       where ug.user_id = "user"."user_id"), '[]'::jsonb)`,
     super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`
   }).from(user).where(eq(user.user_id, id)).prepare('user_state')
+  // Every login: last_login only (not last_updated: the profile snapshots in session tokens stay current).
+  const recordLogin = db.update(user).set({ last_login: sql`${sql.placeholder('at')}::timestamptz` })
+    .where(eq(user.user_id, sql.placeholder('userId'))).returning().prepare('user_record_login')
 
   const repository: UserRepository = {
     async findById (userId) {
@@ -145,8 +148,7 @@ export default fp(async (fastify) => {
     },
 
     async recordLogin (userId) {
-      const at = new Date(fastify.now())
-      const [row] = await db.update(user).set({ last_login: at }).where(eq(user.user_id, userId)).returning()
+      const [row] = await recordLogin.execute({ userId, at: new Date(fastify.now()).toISOString() })
       return row
     }
   }

@@ -4,7 +4,7 @@ import { and, eq } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
 import { build } from '../helpers/build.ts'
 import { createUser, defaultPassword } from '../helpers/users.ts'
-import { activityLog, user } from '../../db/schema/index.ts'
+import { activityLog, session, user } from '../../db/schema/index.ts'
 
 const loginUrl = '/api/v1/auth/login-with-password'
 
@@ -28,6 +28,24 @@ t.test('password login by email, phone or user name returns the token bundle', a
   }
   const legacy = await app.inject({ method: 'POST', url: loginUrl, payload: { email: 'ada@example.com', password: defaultPassword } })
   t.equal(legacy.statusCode, 200, 'the email field works too')
+})
+
+t.test('a login records last_login (in the answer and the row), not last_updated', async (t) => {
+  const app = await app0()
+  const u = await createUser(app, { email: 'last.login@example.com' })
+  const [before] = await app.db.select().from(user).where(eq(user.user_id, u.user_id))
+  t.equal(before.last_login, null)
+  const startedAt = Date.now()
+  const res = await app.inject({ method: 'POST', url: loginUrl, payload: { identifier: u.email, password: defaultPassword } })
+  t.equal(res.statusCode, 200)
+  const [after] = await app.db.select().from(user).where(eq(user.user_id, u.user_id))
+  t.ok(after.last_login && after.last_login.getTime() >= startedAt - 1000 && after.last_login.getTime() <= Date.now() + 1000, 'the time of this login')
+  t.equal(res.json().data.user.last_login, after.last_login!.toISOString(), 'the answer shows it')
+  t.same(after.last_updated, before.last_updated, 'the profile did not change, so session snapshots stay current')
+  const [row] = await app.db.select().from(session).where(eq(session.session_id, res.json().data.session_id))
+  t.equal(row.user_id, u.user_id, 'its session row is there')
+  t.equal(row.refresh_generation, 0)
+  t.equal(row.expires_at.getTime() - row.created_at.getTime(), 30 * 24 * 3600 * 1000, 'expiring after REFRESH_TOKEN_EXPIRY_MINUTES')
 })
 
 t.test('SR-7: unknown identifier and wrong password answer identically, both verifying a hash', async (t) => {
