@@ -48,6 +48,25 @@ export async function executeRows<T extends Record<string, unknown>> (db: Databa
   return (Array.isArray(result) ? [...result] : (result as { rows: T[] }).rows) as T[]
 }
 
+/**
+ * Prepared statements by shape (which filters, columns or sort a call uses), built
+ * on first use: `statement(key, build)` returns the one built for `key`, calling
+ * `build(n)` (n: a number for its name) the first time. Drizzle builds a query's SQL
+ * on every call otherwise, and PostgreSQL parses and plans an unprepared one on every
+ * call. At most `max` shapes are kept; past that, statements are built per call.
+ */
+export function statementCache<T> (max = 256): (key: string, build: (n: number) => T) => T {
+  const statements = new Map<string, T>()
+  return (key, build) => {
+    let statement = statements.get(key)
+    if (statement === undefined) {
+      statement = build(statements.size)
+      if (statements.size < max) statements.set(key, statement)
+    }
+    return statement
+  }
+}
+
 const postgresOptions = (max: number, connectTimeout = 5): postgres.Options<Record<string, postgres.PostgresType>> => ({
   max,
   // Idle connections go back after 30 s, so a burst does not pin the server's slots.

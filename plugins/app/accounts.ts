@@ -4,7 +4,7 @@ import { eq, getTableColumns, sql } from 'drizzle-orm'
 import { group, session, user, userGroup, type User } from '../../db/schema/index.ts'
 import { DEFAULT_USER_GROUP } from '../../db/defaults.ts'
 import { AppError, type ErrorCode } from '../../schemas/errors.ts'
-import type { Database } from '../../db/client.ts'
+import { statementCache, type Database } from '../../db/client.ts'
 
 /**
  * Account writes of the self-service flows (sign-up, passwords, email and phone
@@ -64,12 +64,9 @@ export function identifierConflict (error: unknown): ErrorCode | undefined {
   return undefined
 }
 
-/** Writes `values` to one user row, stamping last_updated; a taken email, phone or user name is its AppError. */
-type UserUpdate = ReturnType<typeof prepareUserUpdate>
 const userColumns = getTableColumns(user)
-const userUpdates = new WeakMap<Database, Map<string, UserUpdate>>()
-/** Distinct column sets a database handle keeps prepared (profile edits combine up to a dozen fields). */
-const USER_UPDATE_SHAPES = 256
+type UserUpdate = ReturnType<typeof prepareUserUpdate>
+const userUpdates = new WeakMap<Database, (key: string, build: (n: number) => UserUpdate) => UserUpdate>()
 
 function prepareUserUpdate (db: Database, columns: readonly string[], id: number) {
   const set = Object.fromEntries(columns.map((name) => [name, sql`${sql.placeholder(name)}`]))
@@ -77,22 +74,18 @@ function prepareUserUpdate (db: Database, columns: readonly string[], id: number
 }
 
 /**
- * Updates columns of one user (and last_updated) and returns the row. The
- * statement of each set of columns is built and prepared once per database handle
- * (drizzle spent ~100 µs building an UPDATE ... RETURNING of every column per call);
- * values are converted as drizzle would (`mapToDriverValue`) and bound.
+ * Writes `values` to one user row, stamping last_updated, and returns the row; a
+ * taken email, phone or user name is its AppError. The statement of each set of
+ * columns is built and prepared once per database handle (drizzle spent ~100 µs
+ * building an UPDATE ... RETURNING of every column per call); values are converted
+ * as drizzle would (`mapToDriverValue`) and bound.
  */
 export async function updateUserRow (db: Database, userId: string, values: Partial<typeof user.$inferInsert>, at: Date): Promise<User> {
   const changes = Object.entries({ ...values, last_updated: at }).filter(([, value]) => value !== undefined)
   const columns = changes.map(([name]) => name).sort()
-  const key = columns.join(',')
-  let shapes = userUpdates.get(db)
-  if (!shapes) userUpdates.set(db, shapes = new Map())
-  let update = shapes.get(key)
-  if (!update) {
-    update = prepareUserUpdate(db, columns, shapes.size)
-    if (shapes.size < USER_UPDATE_SHAPES) shapes.set(key, update)
-  }
+  let statement = userUpdates.get(db)
+  if (!statement) userUpdates.set(db, statement = statementCache())
+  const update = statement(columns.join(','), (n) => prepareUserUpdate(db, columns, n))
   const params: Record<string, unknown> = { user_id: userId }
   for (const [name, value] of changes) params[name] = value === null ? null : userColumns[name as keyof typeof userColumns].mapToDriverValue(value)
   try {

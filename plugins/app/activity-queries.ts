@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
-import { and, desc, eq, getTableColumns, gte, inArray, lt, lte, sql, type SQL } from 'drizzle-orm'
-import { executeRows } from '../../db/client.ts'
+import { and, desc, eq, getTableColumns, inArray, lt, sql, type Placeholder, type SQL } from 'drizzle-orm'
+import { executeRows, statementCache } from '../../db/client.ts'
 import { activityLevels, activityLog, type ActivityLevel, type ActivityLog } from '../../db/schema/index.ts'
 import { AppError } from '../../schemas/errors.ts'
 import { STATISTICS_TOP_ACTIONS, type ActivityLogEntry } from '../../schemas/activity.ts'
@@ -92,21 +92,31 @@ export function toEntry (row: ActivityLog): ActivityLogEntry {
   }
 }
 
-type ListFilter = keyof ActivityFilters
-const listFilters: readonly ListFilter[] = ['userId', 'level', 'action', 'module', 'ip', 'from', 'to']
-const listColumns = { userId: 'user_id', level: 'level', action: 'action', module: 'module', ip: 'ip_address' } as const
+type Filter = keyof ActivityFilters
+const filterNames: readonly Filter[] = ['userId', 'level', 'action', 'module', 'ip', 'from', 'to']
+const filterColumns = { userId: 'user_id', level: 'level', action: 'action', module: 'module', ip: 'ip_address' } as const
+
+/** One filter's condition; `value` is the value (an ISO time for from/to) or a placeholder. */
+function filterSql (name: Filter, value: string | Placeholder): SQL {
+  switch (name) {
+    case 'from': return sql`${activityLog.created_at} >= ${value}::timestamptz`
+    case 'to': return sql`${activityLog.created_at} <= ${value}::timestamptz`
+    default: return eq(activityLog[filterColumns[name]], value)
+  }
+}
+
+/** The filters set in `f`, with their values as bound (times as ISO text). */
+function filterValues (f: ActivityFilters): Array<[Filter, string]> {
+  const set: Array<[Filter, string]> = []
+  for (const name of filterNames) {
+    const value = f[name]
+    if (value) set.push([name, value instanceof Date ? value.toISOString() : value])
+  }
+  return set
+}
 
 function conditions (f: ActivityFilters): SQL[] {
-  const where: Array<SQL | undefined> = [
-    f.userId ? eq(activityLog.user_id, f.userId) : undefined,
-    f.level ? eq(activityLog.level, f.level) : undefined,
-    f.action ? eq(activityLog.action, f.action) : undefined,
-    f.module ? eq(activityLog.module, f.module) : undefined,
-    f.ip ? eq(activityLog.ip_address, f.ip) : undefined,
-    f.from ? gte(activityLog.created_at, f.from) : undefined,
-    f.to ? lte(activityLog.created_at, f.to) : undefined
-  ]
-  return where.filter((c): c is SQL => c !== undefined)
+  return filterValues(f).map(([name, value]) => filterSql(name, value))
 }
 
 /** The calendar days from `from` to `to` as seen in `tz` (YYYY-MM-DD), for zero-filling. */
@@ -128,47 +138,31 @@ export default fp(async (fastify) => {
   /**
    * The list query of each combination of filters (and cursor), built and prepared
    * on first use; values are bound per request (drizzle built the SQL on every call).
-   * Seven filters and the cursor: at most 256 combinations.
    */
-  const listQueries = new Map<string, ReturnType<typeof prepareList>>()
-  const bind = (name: string) => sql.placeholder(name)
+  const listQuery = statementCache<ReturnType<typeof prepareList>>()
 
-  function prepareList (names: readonly ListFilter[], withCursor: boolean, id: number) {
-    const where = names.map((name): SQL => {
-      switch (name) {
-        case 'from': return sql`${activityLog.created_at} >= ${bind('from')}::timestamptz`
-        case 'to': return sql`${activityLog.created_at} <= ${bind('to')}::timestamptz`
-        default: return eq(activityLog[listColumns[name]], bind(name))
-      }
-    })
-    if (withCursor) where.push(sql`(${activityLog.created_at}, ${activityLog.log_id}) < (${bind('cursor_at')}::timestamptz, ${bind('cursor_id')}::uuid)`)
+  function prepareList (names: readonly Filter[], withCursor: boolean, n: number) {
+    const where = names.map((name) => filterSql(name, sql.placeholder(name)))
+    if (withCursor) where.push(sql`(${activityLog.created_at}, ${activityLog.log_id}) < (${sql.placeholder('cursor_at')}::timestamptz, ${sql.placeholder('cursor_id')}::uuid)`)
     return db.select({ ...getTableColumns(activityLog), cursor_at: cursorTime })
       .from(activityLog)
       .where(and(...where))
       .orderBy(desc(activityLog.created_at), desc(activityLog.log_id))
-      .limit(bind('limit'))
-      .prepare(`activity_list_${id}`)
+      .limit(sql.placeholder('limit'))
+      .prepare(`activity_list_${n}`)
   }
 
   const queries: ActivityQueries = {
     async list (filters, { limit, cursor }) {
       const position = cursor ? decodeCursor(cursor) : undefined
-      const names: ListFilter[] = []
-      const params: Record<string, unknown> = { limit: limit + 1 }
-      for (const name of listFilters) {
-        const value = filters[name]
-        if (!value) continue
-        names.push(name)
-        params[name] = value instanceof Date ? value.toISOString() : value
-      }
-      if (position) {
-        params.cursor_at = position.at
-        params.cursor_id = position.id
-      }
-      const key = `${names.join(',')}|${position ? 'cursor' : ''}`
-      let query = listQueries.get(key)
-      if (!query) listQueries.set(key, query = prepareList(names, position !== undefined, listQueries.size))
-      const rows = await query.execute(params)
+      const set = filterValues(filters)
+      const names = set.map(([name]) => name)
+      const query = listQuery(`${names.join(',')}|${position ? 'cursor' : ''}`, (n) => prepareList(names, position !== undefined, n))
+      const rows = await query.execute({
+        ...Object.fromEntries(set),
+        limit: limit + 1,
+        ...(position ? { cursor_at: position.at, cursor_id: position.id } : {})
+      })
       const more = rows.length > limit
       const page = more ? rows.slice(0, limit) : rows
       const last = page.at(-1)

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
-import { and, asc, count, desc, eq, getTableColumns, ilike, inArray, or, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, getTableColumns, ilike, inArray, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { group, user, userGroup, type AuthType, type User, type UserStatus, type UserType } from '../../db/schema/index.ts'
+import { statementCache } from '../../db/client.ts'
 import { AppError } from '../../schemas/errors.ts'
 import { containsPattern, type ListPage } from './rbac.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
@@ -44,7 +45,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
  * never logged in sort as the oldest login, accounts without email as ''.
  * `cast` turns the cursor's text back into the key's type.
  */
-const sortKeys: Record<UserSort, { expr: SQL, cast: (value: SQL) => SQL }> = {
+const sortKeys: Record<UserSort, { expr: SQL, cast: (value: Placeholder) => SQL }> = {
   created_at: { expr: sql`${user.created_at}`, cast: (v) => sql`${v}::timestamptz` },
   last_login: { expr: sql`coalesce(${user.last_login}, '-infinity'::timestamptz)`, cast: (v) => sql`${v}::timestamptz` },
   email: { expr: sql`coalesce(lower(${user.email}), '')`, cast: (v) => sql`${v}::text` }
@@ -137,11 +138,10 @@ export default fp(async (fastify) => {
   /**
    * The page and count queries of each combination of filters, sort and
    * pagination, built and prepared on first use (drizzle built the SQL of both on
-   * every request: a fifth of the list's CPU). The combinations are finite (ten
-   * filters, three sorts, two orders, cursor or offset), so the map is bounded.
+   * every request: a fifth of the list's CPU).
    */
-  const pageQueries = new Map<string, ReturnType<typeof preparePage>>()
-  const countQueries = new Map<string, ReturnType<typeof prepareCount>>()
+  const pageQuery = statementCache<ReturnType<typeof preparePage>>()
+  const countQuery = statementCache<ReturnType<typeof prepareCount>>()
 
   function preparePage (names: FilterName[], sort: UserSort, order: 'asc' | 'desc', withCursor: boolean, id: number) {
     const key = sortKeys[sort]
@@ -149,8 +149,8 @@ export default fp(async (fastify) => {
     let pageWhere = where
     if (withCursor) {
       const after = order === 'asc'
-        ? sql`(${key.expr}, ${user.user_id}) > (${key.cast(sql`${bind('cursor_key')}`)}, ${bind('cursor_id')}::uuid)`
-        : sql`(${key.expr}, ${user.user_id}) < (${key.cast(sql`${bind('cursor_key')}`)}, ${bind('cursor_id')}::uuid)`
+        ? sql`(${key.expr}, ${user.user_id}) > (${key.cast(bind('cursor_key'))}, ${bind('cursor_id')}::uuid)`
+        : sql`(${key.expr}, ${user.user_id}) < (${key.cast(bind('cursor_key'))}, ${bind('cursor_id')}::uuid)`
       pageWhere = where ? and(where, after) : after
     }
     const direction = order === 'asc' ? asc : desc
@@ -175,10 +175,8 @@ export default fp(async (fastify) => {
       const { names, params } = filterValues(options)
       const filtersKey = names.join(',')
       const pageKey = `${filtersKey}|${sort}|${order}|${cursor ? 'cursor' : 'offset'}`
-      let page = pageQueries.get(pageKey)
-      if (!page) pageQueries.set(pageKey, page = preparePage(names, sort, order, cursor !== undefined, pageQueries.size))
-      let counter = countQueries.get(filtersKey)
-      if (!counter) countQueries.set(filtersKey, counter = prepareCount(names, countQueries.size))
+      const page = pageQuery(pageKey, (n) => preparePage(names, sort, order, cursor !== undefined, n))
+      const counter = countQuery(filtersKey, (n) => prepareCount(names, n))
 
       const pageParams = cursor
         ? { ...params, limit: options.limit + 1, offset: 0, cursor_key: cursor.k, cursor_id: cursor.id }

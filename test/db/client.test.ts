@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm'
 import t from 'tap'
-import { dedicatedConnection, executeRows, openDatabase } from '../../db/client.ts'
+import { dedicatedConnection, executeRows, openDatabase, statementCache } from '../../db/client.ts'
 import { createTestDatabase, testDatabaseMode } from '../helpers/database.ts'
 import { TcpProxy } from '../helpers/tcp-proxy.ts'
 
@@ -59,4 +59,18 @@ t.test('SR-40: the server going away right after a connection starts up fails th
   await proxy.start()
   await handle.ping()
   t.pass('the same handle works once the server is back')
+})
+
+t.test('statementCache: one statement per shape, built on first use; past its size, built per call', async (t) => {
+  const built: string[] = []
+  const statement = statementCache<string>(2)
+  const build = (key: string) => (n: number) => { built.push(key); return `${key}#${n}` }
+  t.equal(statement('a', build('a')), 'a#0')
+  t.equal(statement('a', build('a')), 'a#0', 'the same shape gets the statement built for it')
+  t.equal(statement('b', build('b')), 'b#1')
+  t.same(built, ['a', 'b'], 'each shape built once')
+  t.equal(statement('c', build('c')), 'c#2')
+  t.equal(statement('c', build('c')), 'c#2')
+  t.same(built, ['a', 'b', 'c', 'c'], 'a shape past the limit is built per call, not kept')
+  t.equal(statement('a', build('a')), 'a#0', 'the kept ones stay')
 })
