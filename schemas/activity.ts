@@ -1,7 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { activityLevels } from '../db/schema/activity.ts'
-import { StrictObject } from './envelope.ts'
-import { Nullable } from './user.ts'
+import { Nullable, StrictObject } from './envelope.ts'
 
 const Level = Type.Union(activityLevels.map((l) => Type.Literal(l)))
 

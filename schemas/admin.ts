@@ -1,6 +1,5 @@
 import { Type, type TSchema } from '@sinclair/typebox'
-import { ListQuery, StrictObject } from './envelope.ts'
-import { Nullable } from './user.ts'
+import { ListQuery, Nullable, StrictObject } from './envelope.ts'
 import { authTypes, userStatuses, userTypes } from '../db/schema/users.ts'
 import { languages } from '../i18n/index.ts'
 

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
-import { StrictObject } from './envelope.ts'
-import { Nullable, UserSchema } from './user.ts'
+import { Nullable, StrictObject } from './envelope.ts'
+import { UserSchema } from './user.ts'
 
 // Bounded so a huge value is a fast 400; the real length rules (SR-1) are checked in code, per code point.
 const PasswordInput = Type.String({ minLength: 1, maxLength: 4096, description: 'The password (8-128 characters by default)' })

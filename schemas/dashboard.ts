@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { AppError } from './errors.ts'
-import { Nullable } from './user.ts'
+import { Nullable } from './envelope.ts'
 
 const Count = (description?: string) => Type.Integer({ minimum: 0, description })
 

@@ -1,4 +1,4 @@
-import { Type, type TSchema, type TProperties } from '@sinclair/typebox'
+import { Type, type Static, type TSchema, type TProperties, type TUnsafe } from '@sinclair/typebox'
 import { errorCodes } from './errors.ts'
 
 /** Bodies: unknown fields are a validation error, never silently written (SR-29). */
@@ -8,12 +8,27 @@ export const StrictObject = <T extends TProperties>(properties: T, options: Para
 export const Uuid = (description?: string) => Type.String({ format: 'uuid', description })
 export const DateTime = (description?: string) => Type.String({ format: 'date-time', description })
 
+/**
+ * `T` or null, in responses. Written as a type list (`type: ['string', 'null']`)
+ * instead of `anyOf: [T, null]`: fast-json-stringify serializes a type list with a
+ * `typeof` test but runs an Ajv validator for each `anyOf` field of every object
+ * it writes (with the date-time regex for timestamps): a page of 20 users took 30 µs
+ * to serialize that way and 13 µs this way. OpenAPI 3.0 shows both as
+ * `nullable: true` (@fastify/swagger converts the list). Request schemas keep their
+ * `anyOf` unions: Ajv's type coercion treats the two forms differently.
+ */
+export function Nullable <T extends TSchema> (schema: T): TUnsafe<Static<T> | null> {
+  const type: unknown = schema.type
+  if (typeof type === 'string' && type !== 'null') return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, 'null'] })
+  return Type.Unsafe<Static<T> | null>(Type.Union([schema, Type.Null()]))
+}
+
 export const PaginationMeta = Type.Object({
   pagination: Type.Object({
     limit: Type.Integer(),
     total: Type.Optional(Type.Integer()),
     offset: Type.Optional(Type.Integer()),
-    next_cursor: Type.Union([Type.String(), Type.Null()])
+    next_cursor: Nullable(Type.String())
   })
 }, { $id: 'PaginationMeta', additionalProperties: true })
 

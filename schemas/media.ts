@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Nullable } from './user.ts'
+import { Nullable } from './envelope.ts'
 
 /** An uploaded file as its owner (or an admin) sees it. The object key never leaves the server. */
 export const MediaSchema = Type.Object({

@@ -1,6 +1,5 @@
-import { Type, type TSchema } from '@sinclair/typebox'
-
-export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()])
+import { Type } from '@sinclair/typebox'
+import { Nullable } from './envelope.ts'
 
 /**
  * A user as the API shows it to its owner or an administrator. Being the response
