@@ -21,7 +21,7 @@ t.test('SR-17: every forged, expired or misused token is a 401', async (t) => {
   const cases: Record<string, string> = {
     'alg none': `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`,
     'wrong key': signWith('another-secret-of-at-least-thirty-two-chars', claims),
-    'edited payload': `${tokens.access_token.split('.')[0]}.${b64({ ...claims, sub: '00000000-0000-4000-8000-000000000000' })}.${tokens.access_token.split('.')[2]}`,
+    'edited payload, the signature of the genuine token (which the verifier has cached)': `${tokens.access_token.split('.')[0]}.${b64({ ...claims, sub: '00000000-0000-4000-8000-000000000000' })}.${tokens.access_token.split('.')[2]}`,
     expired: signWith(testSecret, { ...claims, iat: now - 7200, exp: now - 3600 }),
     'wrong iss': signWith(testSecret, { ...claims, iss: 'someone-else' }),
     'wrong aud': signWith(testSecret, { ...claims, aud: 'another-api' }),
