@@ -6,7 +6,9 @@
 # ---- build: dev dependencies, tsc, assets -----------------------------------
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
+# patches/: npm ci's postinstall applies them (patch-package; see docs/performance.md).
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY . .
 RUN npm run build
@@ -19,6 +21,7 @@ ENV NODE_ENV=production \
     DATA_DIR=/app/data
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY patches ./patches
 # DATA_DIR is created here so a named volume mounted on it inherits the owner.
 RUN npm ci --omit=dev --no-audit --no-fund \
     && npm cache clean --force \

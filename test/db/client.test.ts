@@ -1,3 +1,7 @@
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { sql } from 'drizzle-orm'
 import t from 'tap'
 import { dedicatedConnection, executeRows, openDatabase, statementCache } from '../../db/client.ts'
@@ -73,4 +77,72 @@ t.test('statementCache: one statement per shape, built on first use; past its si
   t.equal(statement('c', build('c')), 'c#2')
   t.same(built, ['a', 'b', 'c', 'c'], 'a shape past the limit is built per call, not kept')
   t.equal(statement('a', build('a')), 'a#0', 'the kept ones stay')
+})
+
+// patches/postgres+3.4.9.patch, applied by npm's postinstall (patch-package). Unpatched,
+// the pool's queue of busy connections grew by a slot per query while it never drained
+// and every query scanned it whole (docs/performance.md): speed, so not timed here, but
+// the patch must be in place and the queue must still be a queue.
+const require = createRequire(import.meta.url)
+// (require resolves to cjs/src/index.js; the package exports no package.json)
+const postgresDir = path.resolve(path.dirname(require.resolve('postgres')), '..', '..')
+const queueFiles = ['src/queue.js', 'cjs/src/queue.js', 'cf/src/queue.js']
+
+t.test('postgres.js queue: the patch is applied to every build of the package', async (t) => {
+  for (const file of queueFiles) {
+    const source = readFileSync(path.join(postgresDir, file), 'utf8')
+    t.match(source, 'xs.indexOf(x, index)', `${file}: remove searches from the head`)
+    t.match(source, 'xs = xs.slice(index)', `${file}: shift drops the emptied slots`)
+  }
+})
+
+t.test('postgres.js queue (patched): first in, first out, remove, length, across compactions', async (t) => {
+  type Queue<T> = { length: number, push: (x: T) => T, shift: () => T | undefined, remove: (x: T) => T | null }
+  const builds: Array<[string, () => Queue<{ n: number }>]> = [
+    ['esm', (await import(pathToFileURL(path.join(postgresDir, 'src/queue.js')).href)).default],
+    ['cjs', require(path.join(postgresDir, 'cjs/src/queue.js'))]
+  ]
+  for (const [name, Queue] of builds) {
+    const queue = Queue()
+    const expected: Array<{ n: number }> = []
+    let taken = 0
+    const problems: string[] = []
+    // Never drained: a few items always left, as the busy queue under steady load.
+    for (let n = 0; n < 5000; n++) {
+      const item = { n }
+      expected.push(queue.push(item))
+      if (n % 7 === 3) {
+        if (queue.remove(item) !== item) problems.push(`remove(${n}) at the tail missed`)
+        expected.pop()
+      }
+      while (queue.length > 3) {
+        const out = queue.shift()
+        if (out !== expected[taken]) problems.push(`shift gave ${out?.n}, expected ${expected[taken]?.n}`)
+        if (queue.remove(out!) !== null) problems.push(`a shifted item (${out?.n}) was still there`)
+        taken++
+      }
+    }
+    t.same(problems.slice(0, 5), [], `${name}: order kept, removals exact`)
+    t.equal(queue.length, expected.length - taken, `${name}: length counts what is left`)
+    const rest: Array<{ n: number } | undefined> = []
+    while (queue.length) rest.push(queue.shift())
+    t.same(rest, expected.slice(taken), `${name}: the rest comes out in order`)
+  }
+})
+
+t.test('a pool of two connections serves 3,000 queries from 50 callers, each its own answer', { skip: testDatabaseMode !== 'postgres' && 'postgres mode only' }, async (t) => {
+  const database = await createTestDatabase()
+  t.teardown(() => database.drop())
+  const handle = await openDatabase({ url: database.url, dataDir: '/nonexistent', poolMax: 2 })
+  t.teardown(() => handle.close())
+  let next = 0
+  const wrong: number[] = []
+  await Promise.all(Array.from({ length: 50 }, async () => {
+    while (next < 3000) {
+      const n = next++
+      const [row] = await executeRows<{ n: number }>(handle.db, sql`select ${n}::int as n`)
+      if (row.n !== n) wrong.push(n)
+    }
+  }))
+  t.same(wrong, [], 'no answer reached the wrong caller')
 })

@@ -60,6 +60,16 @@ t.test('multi-stage: build with dev dependencies, run with production ones', asy
   t.ok(runtimeRuns.some((r) => /\bnpm ci\b[^&]*--omit=dev/.test(r)), 'the runtime stage installs production dependencies only')
   t.ok(inStage(last, 'COPY').some((c) => /--from=build\s+\/app\/dist\s/.test(c.args)), 'and takes only the compiled code from the build')
   t.same(instructions.filter((i) => i.keyword === 'ADD'), [], 'COPY, never ADD')
+
+  // npm ci runs the postinstall (patch-package), which fails without the patches.
+  for (const [name, stage] of [['build', build], ['runtime', last]] as const) {
+    const copiesPatches = instructions.findIndex((i) => i.stage === stage && i.keyword === 'COPY' && /^patches\s/.test(i.args))
+    const installs = instructions.findIndex((i) => i.stage === stage && i.keyword === 'RUN' && /\bnpm ci\b/.test(i.args))
+    t.ok(copiesPatches >= 0 && copiesPatches < installs, `the ${name} stage copies patches/ before npm ci`)
+  }
+  const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'))
+  t.equal(manifest.scripts.postinstall, 'patch-package', 'npm ci applies patches/')
+  t.ok(manifest.dependencies['patch-package'], 'a production dependency, so the runtime stage (--omit=dev) has it')
 })
 
 t.test('runs as a non-root user, with a health check and the compiled server', async (t) => {
