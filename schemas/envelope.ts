@@ -19,7 +19,8 @@ export const DateTime = (description?: string) => Type.String({ format: 'date-ti
  */
 export function Nullable <T extends TSchema> (schema: T): TUnsafe<Static<T> | null> {
   const type: unknown = schema.type
-  if (typeof type === 'string' && type !== 'null') return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, 'null'] })
+  // A schema with an $id stays a union: a copy would declare the same $id twice.
+  if (typeof type === 'string' && type !== 'null' && schema.$id === undefined) return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, 'null'] })
   return Type.Unsafe<Static<T> | null>(Type.Union([schema, Type.Null()]))
 }
 

@@ -403,9 +403,9 @@ function prepareActivityInsert (db: Database) {
  * parsed and planned by PostgreSQL for every batch; this one is built and prepared
  * once per database handle. `json`, not `jsonb`: the text is read once into the rows
  * instead of first being converted to jsonb's binary form (about 2 µs less of
- * PostgreSQL's CPU per row, of 19, on a 1,000,000-row table). Rows carry their log_id and created_at (set when queued;
- * no column default applies here). A batch written again after an error is skipped
- * row by row (log_id conflict).
+ * PostgreSQL's CPU per row, of 19, on a 1,000,000-row table). Rows carry their
+ * log_id and created_at (set when queued; no column default applies here). A batch
+ * written again after an error is skipped row by row (log_id conflict).
  */
 export async function insertActivityRows (db: Database, rows: readonly NewActivityLog[]): Promise<void> {
   if (rows.length === 0) return
