@@ -241,13 +241,31 @@ async function runSteps (sql: postgres.TransactionSql, baseline: Baseline, optio
   })
 
   await step('activity_log', async () => {
-    mappings.push(...await sql.unsafe<Mapping[]>(`
-      select 'activity_log' as "table", 'level' as "column", a.level as "from", ${levelExpression} as "to", count(*)::int as rows
-      from legacy_original.activity_log a where ${levelKnown} group by 3, 4 having a.level is distinct from ${levelExpression}`))
-    await sql.unsafe(`
-      insert into legacy_upgrade.quarantine (table_name, row_id, column_name, original_value, reason, action)
-      select 'activity_log', a.log_id::text, 'level', a.level, 'level_unknown', 'set to ''info''; the original is in metadata.legacy_columns.level'
-      from legacy_original.activity_log a where not (${levelKnown})`)
+    // One scan for everything the report says about the log, per original level.
+    const stats = await sql.unsafe<Array<{ level: string, mapped: string, known: boolean, rows: number, session_ids: number, platforms: number, error_details: number, no_action: number, no_module: number }>>(`
+      select a.level, ${levelExpression} as mapped, ${levelKnown} as known, count(*)::int as rows,
+        count(*) filter (where a.session_id !~ '${uuidPattern}')::int as session_ids,
+        count(a.platform)::int as platforms, count(a.error_details)::int as error_details,
+        count(*) filter (where a.action is null)::int as no_action, count(*) filter (where a.module is null)::int as no_module
+      from legacy_original.activity_log a group by a.level order by count(*) desc`)
+    const sum = (key: 'session_ids' | 'platforms' | 'error_details' | 'no_action' | 'no_module') => stats.reduce((n, s) => n + s[key], 0)
+    mappings.push(
+      ...stats.filter((s) => s.known && s.level !== s.mapped).map((s) => ({ table: 'activity_log', column: 'level', from: s.level, to: s.mapped, rows: s.rows })),
+      { table: 'activity_log', column: 'session_id', from: 'not a UUID', to: 'metadata.legacy_columns.session_id', rows: sum('session_ids') },
+      { table: 'activity_log', column: 'platform', from: 'any value', to: 'metadata.legacy_columns.platform', rows: sum('platforms') },
+      { table: 'activity_log', column: 'error_details', from: 'any value', to: 'metadata.legacy_columns.error_details', rows: sum('error_details') },
+      { table: 'activity_log', column: 'action', from: null, to: 'unknown', rows: sum('no_action') },
+      { table: 'activity_log', column: 'module', from: null, to: 'unknown', rows: sum('no_module') })
+    if (stats.some((s) => !s.known)) {
+      await sql.unsafe(`
+        insert into legacy_upgrade.quarantine (table_name, row_id, column_name, original_value, reason, action)
+        select 'activity_log', a.log_id::text, 'level', a.level, 'level_unknown', 'set to ''info''; the original is in metadata.legacy_columns.level'
+        from legacy_original.activity_log a where not (${levelKnown})`)
+    }
+    // Random UUIDs inserted one by one into the primary key's b-tree cost more
+    // than the copy itself; the key is built once afterwards instead, under the
+    // same name and definition (step "constraints").
+    await sql.unsafe('alter table public.activity_log drop constraint activity_log_pkey')
     // One pass in the database. Columns without a place of their own (platform,
     // error_details, a session id that is not a UUID, an unknown level) go into
     // metadata.legacy_columns; a metadata value that is not an object is kept
@@ -276,17 +294,12 @@ async function runSteps (sql: postgres.TransactionSql, baseline: Baseline, optio
           || case when a.action is null then jsonb_build_object('action', null) else '{}'::jsonb end
           || case when a.module is null then jsonb_build_object('module', null) else '{}'::jsonb end
         as extra) l`)
-    mappings.push(...await sql.unsafe<Mapping[]>(`
-      select 'activity_log' as "table", c.column as "column", c.from as "from", c.to as "to", c.rows from (
-        select 'session_id' as column, 'not a UUID' as from, 'metadata.legacy_columns.session_id' as to, count(*) filter (where session_id is not null and session_id !~ '${uuidPattern}')::int as rows from legacy_original.activity_log
-        union all select 'platform', 'any value', 'metadata.legacy_columns.platform', count(platform)::int from legacy_original.activity_log
-        union all select 'error_details', 'any value', 'metadata.legacy_columns.error_details', count(error_details)::int from legacy_original.activity_log
-        union all select 'action', null, 'unknown', count(*) filter (where action is null)::int from legacy_original.activity_log
-        union all select 'module', null, 'unknown', count(*) filter (where module is null)::int from legacy_original.activity_log
-      ) c where c.rows > 0`))
   })
 
   await step('constraints', async () => {
+    // Index builds sort in memory up to this much (this transaction only).
+    await sql`select set_config('maintenance_work_mem', '256MB', true)`
+    await sql.unsafe('alter table public.activity_log add constraint activity_log_pkey primary key (log_id)')
     for (const statement of afterData) await sql.unsafe(statement)
   })
 
