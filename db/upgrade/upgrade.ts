@@ -73,6 +73,7 @@ export class InjectedUpgradeFailure extends Error {
 class DryRunRollback extends Error {}
 
 const CONFLICT_LIMIT = 1000
+const LOCK_TIMEOUT = '30s'
 
 /** An SQL string literal of a constant of this file (never of data). */
 const literal = (value: string) => `'${value.replace(/'/g, "''")}'`
@@ -104,7 +105,17 @@ export async function upgradeOriginalDatabase (client: postgres.Sql, options: Up
     await client.begin(async (sql) => {
       const detection = await detectDatabase(sql)
       if (detection.kind !== 'original') return
-      report = await runSteps(sql, baseline, options)
+      // A big activity log must not meet a role's statement_timeout half-way; a
+      // lock held by the old app (still running) must fail fast, not hang.
+      await sql`select set_config('statement_timeout', '0', true), set_config('lock_timeout', ${LOCK_TIMEOUT}, true)`
+      try {
+        report = await runSteps(sql, baseline, options)
+      } catch (error) {
+        if ((error as { code?: string }).code === '55P03') {
+          throw new Error(`upgrade: another session holds a lock on an original table (is the old app still running?); stop it and run again. Nothing was changed. (${(error as Error).message})`)
+        }
+        throw error
+      }
       if (options.dryRun) throw new DryRunRollback()
     })
   } catch (error) {
