@@ -8,6 +8,8 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { loadConfig } from '../config.ts'
 import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
 import { dedicatedConnection, openDatabase, type DatabaseHandle, type Schema } from './client.ts'
+import { formatReport } from './upgrade/report.ts'
+import { upgradeOriginalDatabase, type UpgradeReport, type UpgradeStep } from './upgrade/upgrade.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -30,6 +32,23 @@ export function resolveMigrationsFolder (): string {
 // the first 8 bytes of sha256("fastify-auth-backend:migrate") as a signed int64.
 const MIGRATION_LOCK_KEY = 1_520_769_055_570_624_261n
 
+export interface MigrateOptions {
+  /**
+   * Only report what upgrading an original Express/Prisma database would do,
+   * in a transaction that is rolled back; no migration is applied either.
+   */
+  dryRun?: boolean
+  /** Where the upgrade report goes (default: stdout). */
+  log?: (text: string) => void
+  /** Tests: make the upgrade fail after this step. */
+  failUpgradeAfterStep?: UpgradeStep
+}
+
+export interface MigrateResult {
+  /** Set when the database was (or, in a dry run, would be) upgraded from the original project's. */
+  upgrade?: UpgradeReport
+}
+
 /**
  * Applies pending migrations. On PostgreSQL several instances may start at
  * once: each takes a session advisory lock on a connection of its own first, so
@@ -37,21 +56,30 @@ const MIGRATION_LOCK_KEY = 1_520_769_055_570_624_261n
  * migrator reads the last applied migration before it opens its transaction,
  * so without the lock two instances could both apply the same file.) PGlite is
  * single-process and its folder lock already excludes a second instance.
+ *
+ * Under the same lock, a database of the original Express/Prisma project
+ * (recognised by its shape, see db/upgrade/detect.ts) is first upgraded in
+ * place to the baseline migration's schema (db/upgrade/upgrade.ts); the
+ * migrator then applies whatever is newer. PGlite never holds such a database.
  */
-export async function migrateDatabase (handle: DatabaseHandle): Promise<void> {
+export async function migrateDatabase (handle: DatabaseHandle, options: MigrateOptions = {}): Promise<MigrateResult> {
   const migrationsFolder = resolveMigrationsFolder()
   if (handle.driver === 'pglite') {
+    if (options.dryRun) return {}
     // Safe: a 'pglite' handle's db is the Drizzle PGlite database; the shared
     // Database type only hides the driver-specific brand the migrator asks for.
     await migratePglite(handle.db as unknown as PgliteDatabase<Schema>, { migrationsFolder })
-    return
+    return {}
   }
   const client = dedicatedConnection(handle)
   if (!client) throw new Error('migrateDatabase: the handle was not opened by openDatabase()')
   try {
     await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
-    await migratePostgres(drizzlePostgres({ client }), { migrationsFolder })
+    const upgrade = await upgradeOriginalDatabase(client, { migrationsFolder, dryRun: options.dryRun, failAfterStep: options.failUpgradeAfterStep })
+    if (upgrade) (options.log ?? console.log)(formatReport(upgrade))
+    if (!options.dryRun) await migratePostgres(drizzlePostgres({ client }), { migrationsFolder })
     await client`select pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
+    return { upgrade }
   } finally {
     // Ending the session also drops the lock if the migration failed.
     await client.end({ timeout: 5 })
@@ -63,8 +91,10 @@ async function main (): Promise<void> {
   const config = loadConfig()
   const handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 1 })
   try {
-    await migrateDatabase(handle)
-    console.log(`migrations applied (${handle.driver})`)
+    const dryRun = process.argv.includes('--dry-run')
+    const { upgrade } = await migrateDatabase(handle, { dryRun })
+    if (!dryRun) console.log(`migrations applied (${handle.driver})`)
+    else if (!upgrade) console.log(`dry run: not a database of the original Express/Prisma project, nothing to upgrade; no migration applied (${handle.driver})`)
   } finally {
     await handle.close()
   }
