@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { check, index, integer, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { bigint, check, index, integer, pgTable, smallint, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { inList } from './checks.ts'
 import { user } from './users.ts'
 
@@ -38,3 +38,19 @@ export const session = pgTable('session', {
 
 export type Session = typeof session.$inferSelect
 export type NewSession = typeof session.$inferInsert
+
+/**
+ * One row (id 1): the generation of the shared auth-state cache (`s:`/`u:` keys).
+ * Cache entries carry the generation they were written under; an entry older than
+ * this is not trusted. It is bumped when a revocation could not be written to the
+ * cache, and when an instance finds a Redis server other than `redis_run_id` (a
+ * restart, possibly from an older snapshot), so such entries can never come back.
+ */
+export const authCacheState = pgTable('auth_cache_state', {
+  id: smallint('id').primaryKey(),
+  generation: bigint('generation', { mode: 'number' }).notNull().default(0),
+  redis_run_id: text('redis_run_id'),
+  updated_at: timestamptz('updated_at').notNull().defaultNow()
+}, (t) => [
+  check('auth_cache_state_single_row_check', sql`${t.id} = 1`)
+])

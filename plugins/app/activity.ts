@@ -31,6 +31,16 @@ export interface AuditEvent {
   metadata?: Record<string, unknown>
 }
 
+export interface RecordOptions {
+  security: boolean
+  /**
+   * Resolve only once the row is written (it is written right away, with whatever
+   * else waits), and reject with 503 if it is dropped: for an answer that tells the
+   * client its row exists.
+   */
+  written?: boolean
+}
+
 /** What the caller learns about a row it queued (it is written a moment later). */
 export interface QueuedActivity { log_id: string, created_at: Date }
 
@@ -41,7 +51,7 @@ export interface ActivityService {
    * Queues a row. `security: true` rows (audit events) are never dropped;
    * others (client events, automatic request rows) may be when the buffer is full.
    */
-  record: (request: FastifyRequest | null, event: AuditEvent, options: { security: boolean }) => Promise<QueuedActivity>
+  record: (request: FastifyRequest | null, event: AuditEvent, options: RecordOptions) => Promise<QueuedActivity>
   /** Rows waiting to be written, and rows dropped since start (buffer full or unwritable). */
   stats: () => { pending: number, dropped: number, written: number }
 }
@@ -62,6 +72,8 @@ export interface PendingRow {
   security: boolean
   /** Taken out of the buffer to be written: no longer updated by its request. */
   taken: boolean
+  /** Told once the row is written (no argument) or dropped (the reason), for callers that answer only then. */
+  settle?: (dropped?: Error) => void
 }
 
 // ---------------------------------------------------------------------------
@@ -124,13 +136,13 @@ export class ActivityBuffer {
     }
     if (this.rows.length >= this.options.capacity && !this.evictFor(pending)) {
       if (!pending.security) {
-        this.drop(1, 'buffer_full')
+        this.dropRows([pending], 'buffer_full')
         return
       }
       await this.makeRoom()
     }
     this.rows.push(pending)
-    if (this.rows.length >= this.options.batchSize) this.schedule()
+    if (this.rows.length >= this.options.batchSize || pending.settle) this.schedule()
   }
 
   /** Frees one slot by dropping a non-audit row; false when only audit rows are left. */
@@ -138,8 +150,7 @@ export class ActivityBuffer {
     let victim = this.rows.findIndex((p) => droppable(p) && (p.row.level === 'info' || p.row.level === 'debug'))
     if (victim < 0 && incoming.security) victim = this.rows.findIndex(droppable)
     if (victim < 0) return false
-    this.rows.splice(victim, 1)
-    this.drop(1, 'buffer_full')
+    this.dropRows(this.rows.splice(victim, 1), 'buffer_full')
     return true
   }
 
@@ -153,9 +164,15 @@ export class ActivityBuffer {
     }
   }
 
-  private drop (count: number, reason: 'buffer_full' | 'unwritable') {
-    this.dropped += count
-    this.options.onDrop(count, reason)
+  private dropRows (rows: PendingRow[], reason: 'buffer_full' | 'unwritable') {
+    this.dropped += rows.length
+    this.options.onDrop(rows.length, reason)
+    for (const p of rows) p.settle?.(new Error(`activity row dropped: ${reason}`))
+  }
+
+  private wrote (rows: PendingRow[]) {
+    this.written += rows.length
+    for (const p of rows) p.settle?.()
   }
 
   private schedule () {
@@ -203,58 +220,72 @@ export class ActivityBuffer {
     while (this.rows.length > this.options.capacity) {
       const victim = this.rows.findIndex(droppable)
       if (victim < 0) return
-      this.rows.splice(victim, 1)
-      this.drop(1, 'buffer_full')
+      this.dropRows(this.rows.splice(victim, 1), 'buffer_full')
     }
   }
 
   /**
-   * Inserts a batch. A batch refused for a reason other than the database being
-   * unreachable (a row naming a user deleted meanwhile, say) is retried row by
-   * row, so one bad row cannot block the others forever.
+   * Inserts a batch. A batch refused because of a row's content (a row naming a
+   * user deleted meanwhile, say) is retried row by row, so one bad row cannot
+   * block or take down the others.
    */
   private async writeBatch (batch: PendingRow[]) {
     const rows = batch.map((p) => p.row)
     try {
       await this.options.write(rows)
-      this.written += rows.length
+      this.wrote(batch)
       return
     } catch (error) {
-      if (isDependencyDown(error) || (batch.length === 1 && !isRowError(error))) throw error
-      if (batch.length === 1) return this.writeAlone(batch[0], error)
+      if (isDependencyDown(error) || !isRowError(error)) throw error
+      if (batch.length === 1) return this.writeAlone(batch[0], error as Error)
     }
     for (const p of batch) {
       try {
         await this.options.write([p.row])
-        this.written++
+        this.wrote([p])
       } catch (error) {
         if (isDependencyDown(error) || !isRowError(error)) throw error
-        await this.writeAlone(p, error)
+        await this.writeAlone(p, error as Error)
       }
     }
   }
 
-  private async writeAlone (p: PendingRow, error: unknown) {
+  /**
+   * A row the database refused on its own. It is written in a repaired form rather
+   * than dropped: without the link to an actor deleted meanwhile, then without its
+   * metadata (noting why). Only a row refused even so is dropped, logged and counted.
+   */
+  private async writeAlone (p: PendingRow, error: Error) {
+    const repairs: Array<(row: PendingRow['row']) => PendingRow['row']> = []
     // The actor was deleted between the event and the write: keep the event without the link.
-    if (pgCode(error) === '23503' && p.row.user_id) {
-      const row = { ...p.row, user_id: null, metadata: { ...p.row.metadata, deleted_actor_id: p.row.user_id } }
+    if (pgCode(error) === '23503' && p.row.user_id) repairs.push((row) => ({ ...row, user_id: null, metadata: { ...row.metadata, deleted_actor_id: row.user_id } }))
+    repairs.push((row) => ({
+      ...row,
+      status_code: int32(row.status_code),
+      duration_ms: int32(row.duration_ms),
+      metadata: { metadata_unwritable: pgCode(error) ?? error.name, ...(row.user_id === null && p.row.user_id ? { deleted_actor_id: p.row.user_id } : {}) }
+    }))
+    let row = p.row
+    for (const repair of repairs) {
+      row = repair(row)
       try {
         await this.options.write([row])
-        this.written++
+        this.options.log.warn({ err: error, log_id: row.log_id, action: row.action }, 'an activity row was refused by the database and written repaired')
+        this.wrote([p])
         return
       } catch (retryError) {
-        if (isDependencyDown(retryError)) throw retryError
-        error = retryError
+        if (isDependencyDown(retryError) || !isRowError(retryError)) throw retryError
+        error = retryError as Error
       }
     }
     this.options.log.error({ err: error, row: { ...p.row, metadata: undefined } }, 'an activity row was refused by the database and dropped')
-    this.drop(1, 'unwritable')
+    this.dropRows([p], 'unwritable')
   }
 
   /** Last resort when the database is gone at shutdown: the rows go to the log instead of vanishing. */
   private lose (batch: PendingRow[], error: unknown) {
     this.options.log.error({ err: error, rows: batch.map((p) => p.row) }, 'activity rows could not be written before exit; they are in this log line')
-    this.drop(batch.length, 'unwritable')
+    this.dropRows(batch, 'unwritable')
   }
 
   /** Stops the timer and writes everything, retrying briefly; what still fails goes to the log. */
@@ -275,6 +306,8 @@ export class ActivityBuffer {
   }
 }
 
+const int32 = (n: number | null | undefined) => typeof n === 'number' && Number.isInteger(n) && Math.abs(n) < 2 ** 31 ? n : null
+
 /** The PostgreSQL SQLSTATE of an error (postgres.js and PGlite, possibly wrapped by Drizzle). */
 function pgCode (error: unknown): string | undefined {
   for (let e = error as { code?: unknown, cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
@@ -283,8 +316,20 @@ function pgCode (error: unknown): string | undefined {
   return undefined
 }
 
-/** Errors caused by a row's content (integrity, data), as opposed to the database or the connection. */
-const isRowError = (error: unknown) => /^(22|23)/.test(pgCode(error) ?? '')
+/**
+ * Errors caused by a row's content (data 22, integrity 23, program limits 54 such as
+ * a too deeply nested value; or a row that could not even be serialized), as
+ * opposed to the database or the connection.
+ */
+const isRowError = (error: unknown) => error instanceof UnserializableRowsError || /^(22|23|54)/.test(pgCode(error) ?? '')
+
+/** The rows could not be turned into the batch parameter (a value nested too deeply for JSON.stringify, say). */
+export class UnserializableRowsError extends Error {
+  constructor (cause: unknown) {
+    super('activity rows could not be serialized', { cause })
+    this.name = 'UnserializableRowsError'
+  }
+}
 
 // ---------------------------------------------------------------------------
 // Building rows
@@ -386,6 +431,41 @@ const serializeRows = SerializerSelector()({}, {})({
   httpStatus: '200'
 }) as (rows: readonly NewActivityLog[]) => string
 
+// What PostgreSQL refuses in text and json(b) values (22P05, 22P02), as the serializer
+// escapes it: NUL, and surrogates (the test is cheap; well-formed pairs are sorted out by the repair).
+const UNSTORABLE_ESCAPE = /\\u0000|\\ud[89a-f]/i
+// eslint-disable-next-line no-control-regex -- NUL is exactly what is looked for
+const UNSTORABLE_CHARACTER = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+
+/** The string with NUL and lone surrogates replaced by U+FFFD, which PostgreSQL stores. */
+export function storableText (value: string): string {
+  return value.replace(UNSTORABLE_CHARACTER, '\ufffd')
+}
+
+function storableValue (value: unknown): unknown {
+  if (typeof value === 'string') return storableText(value)
+  if (value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map(storableValue)
+  const out: Record<string, unknown> = {}
+  for (const [key, v] of Object.entries(value)) out[storableText(key)] = storableValue(v)
+  return out
+}
+
+/**
+ * The batch parameter, which every row passes through: strings of any column, user
+ * agents, headers and metadata keys and values alike, with what PostgreSQL refuses
+ * replaced (SR-38: a NUL or a lone surrogate in a reason must not cost the row).
+ */
+export function serializeStorableRows (rows: readonly NewActivityLog[]): string {
+  let json: string
+  try {
+    json = serializeRows(rows)
+    return UNSTORABLE_ESCAPE.test(json) ? JSON.stringify(storableValue(JSON.parse(json))) : json
+  } catch (error) {
+    throw new UnserializableRowsError(error)
+  }
+}
+
 type ActivityInsert = ReturnType<typeof prepareActivityInsert>
 const preparedInserts = new WeakMap<Database, ActivityInsert>()
 
@@ -411,7 +491,7 @@ export async function insertActivityRows (db: Database, rows: readonly NewActivi
   if (rows.length === 0) return
   let insert = preparedInserts.get(db)
   if (!insert) preparedInserts.set(db, insert = prepareActivityInsert(db))
-  await insert.execute({ rows: serializeRows(rows) })
+  await insert.execute({ rows: serializeStorableRows(rows) })
 }
 
 // ---------------------------------------------------------------------------
@@ -491,10 +571,21 @@ export default fp(async (fastify) => {
     }
   }
 
-  async function record (request: FastifyRequest | null, event: AuditEvent, options: { security: boolean }): Promise<QueuedActivity> {
+  async function record (request: FastifyRequest | null, event: AuditEvent, options: RecordOptions): Promise<QueuedActivity> {
     const pending: PendingRow = { row: build(request, event), security: options.security, taken: false }
+    const written = options.written
+      ? new Promise<void>((resolve, reject) => {
+        pending.settle = (dropped) => dropped ? reject(new AppError('SERVICE_UNAVAILABLE', { cause: dropped })) : resolve()
+      })
+      : undefined
+    written?.catch(() => {}) // awaited below; a rejection meanwhile is not "unhandled"
     if (request) (request.activityRows ??= []).push(pending)
     await buffer.add(pending)
+    if (written) {
+      // The database being down keeps the row queued: the client hears 503 rather than waiting for it.
+      await Promise.race([written, buffer.flush()])
+      await written
+    }
     return { log_id: pending.row.log_id, created_at: pending.row.created_at as Date }
   }
 

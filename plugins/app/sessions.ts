@@ -15,6 +15,11 @@ import { toPublicUser, type PublicUser } from './users.ts'
  *   shared store (`s:<sid>`, `u:<uid>`), read with one MGET; a revocation overwrites
  *   the cache at once, and a cache that lost its data is refilled from Postgres, so
  *   revocations survive a FLUSHALL (SR-20) and nothing fails open (SR-41).
+ * - Entries carry the cache generation they were computed under (auth-cache.ts):
+ *   `s:` is `a:<expires ms>:<generation>` or `r` (revoked, final), `u:` is
+ *   `<generation>:<state JSON>`. An entry older than the trusted generation is
+ *   treated as missing, so a revocation the cache could not take (Redis down or
+ *   partitioned), or one a restart from an older snapshot lost, never comes back.
  * - Refresh tokens are opaque: `<sid>.<generation>.<mac>`, the MAC keyed by the
  *   server secret and a per-session salt. Only the generation is stored. Rotating
  *   bumps it; the previous generation stays usable for a short grace window and
@@ -105,7 +110,7 @@ const userKey = (uid: string) => `u:${uid}`
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export default fp(async (fastify) => {
-  const { config, db, store, users } = fastify
+  const { authCache, config, db, store, users } = fastify
   const secret = config.JWT_SECRET_KEY!
   const minute = 60_000
   const cacheMs = config.AUTH_STATE_CACHE_SECONDS * 1000
@@ -150,11 +155,26 @@ export default fp(async (fastify) => {
     return { a: loaded.active, pv: loaded.permissionVersion, lu: loaded.lastUpdated, su: loaded.superAdmin, p: loaded.permissions, l: loaded.language }
   }
 
+  /**
+   * A cache write that must land (a change, a revocation). If it fails, the cache may
+   * keep an older truth: the generation is bumped (durably, before the change is
+   * acknowledged) so that no instance trusts it again (SR-20, SR-21).
+   */
+  async function writeOrDistrust (write: Promise<unknown>, what: string) {
+    try {
+      await write
+    } catch (err) {
+      fastify.log.warn({ err }, `${what} cache write failed; the cache generation is bumped (Postgres has the change)`)
+      await authCache.writeFailed()
+    }
+  }
+
   async function refreshUserState (userId: string) {
+    const generation = authCache.known
     const state = await loadUserState(userId)
     const value = state ?? { a: false, pv: -1, lu: 0, su: false, p: [], l: 'en' }
     // Overwrite (not NX): a reader that raced with the change cannot keep the old state.
-    await store.set(userKey(userId), JSON.stringify(value), cacheMs).catch((err) => fastify.log.warn({ err }, 'user state cache write failed'))
+    await writeOrDistrust(store.set(userKey(userId), `${generation}:${JSON.stringify(value)}`, cacheMs), 'user state')
     return value
   }
 
@@ -162,19 +182,30 @@ export default fp(async (fastify) => {
   // requests between two changes, and parsing (with the permission list) each time
   // showed in the profile. Keyed by the exact string, so a change is never missed.
   // The objects are shared between requests and treated as read-only.
-  const parsedStates = new Map<string, { raw: string, state: UserState }>()
-  function parsedState (userId: string, raw: string): UserState {
+  const parsedStates = new Map<string, { raw: string, state: UserState, generation: number }>()
+  function parsedState (userId: string, raw: string) {
     const known = parsedStates.get(userId)
-    if (known !== undefined && known.raw === raw) return known.state
-    const state = JSON.parse(raw) as UserState
+    if (known !== undefined && known.raw === raw) return known
+    const separator = raw.indexOf(':')
+    // NaN (an entry without a generation) is older than any generation.
+    const parsed = { raw, state: undefined as unknown as UserState, generation: Number(raw.slice(0, separator)) }
+    try {
+      parsed.state = JSON.parse(raw.slice(separator + 1)) as UserState
+    } catch {
+      parsed.generation = NaN
+    }
     if (parsedStates.size >= PARSED_STATES_MAX && known === undefined) parsedStates.delete(parsedStates.keys().next().value!)
-    parsedStates.set(userId, { raw, state })
-    return state
+    parsedStates.set(userId, parsed)
+    return parsed
   }
 
   async function userState (userId: string) {
-    const cached = await store.get(userKey(userId)).catch(() => null)
-    if (cached) return JSON.parse(cached) as UserState
+    const trusted = authCache.trusted
+    const cached = trusted < 0 ? null : await store.get(userKey(userId)).catch(() => null)
+    if (cached) {
+      const parsed = parsedState(userId, cached)
+      if (parsed.generation >= trusted) return parsed.state
+    }
     return refreshUserState(userId)
   }
 
@@ -209,8 +240,7 @@ export default fp(async (fastify) => {
   async function markRevoked (sessionIds: string[]) {
     if (sessionIds.length === 0) return
     const ttl = config.REFRESH_TOKEN_EXPIRY_MINUTES * minute
-    await Promise.all(sessionIds.map((sid) => store.set(sessionKey(sid), REVOKED, ttl)))
-      .catch((err) => fastify.log.warn({ err }, 'revocation cache write failed; Postgres still has it'))
+    await writeOrDistrust(Promise.all(sessionIds.map((sid) => store.set(sessionKey(sid), REVOKED, ttl))), 'revocation')
   }
 
   const service: SessionService = {
@@ -310,37 +340,63 @@ export default fp(async (fastify) => {
     },
 
     async check (claims) {
+      // Read once, before Postgres is asked: entries written below carry the generation
+      // their Postgres read is at least as new as. -1: the cache is not trusted right now.
+      const trusted = authCache.trusted
       let cachedSession: string | null = null
       let cachedUser: string | null = null
-      try {
-        [cachedSession, cachedUser] = await store.mget([sessionKey(claims.sid), userKey(claims.sub)])
-      } catch (err) {
-        // The cache is down: ask Postgres (never fail open). If Postgres is down too, the request gets 503.
-        fastify.log.warn({ err }, 'auth state cache unavailable; using Postgres')
+      if (trusted >= 0) {
+        try {
+          [cachedSession, cachedUser] = await store.mget([sessionKey(claims.sid), userKey(claims.sub)])
+        } catch (err) {
+          // The cache is down: ask Postgres (never fail open). If Postgres is down too, the request gets 503.
+          fastify.log.warn({ err }, 'auth state cache unavailable; using Postgres')
+        }
       }
-      if (cachedSession === null) {
+      if (cachedSession === REVOKED) throw new AppError('AUTH_SESSION_REVOKED')
+      // The session's expiry (ms) from a current entry; NaN when missing, older than `trusted` or malformed.
+      let expiresAt = cachedSession === null ? NaN : currentSessionEntry(cachedSession, trusted)
+      if (Number.isNaN(expiresAt)) {
         const [row] = await db.select({ user_id: session.user_id, revoked_at: session.revoked_at, expires_at: session.expires_at })
           .from(session).where(eq(session.session_id, claims.sid))
         const active = row !== undefined && row.user_id === claims.sub && row.revoked_at === null && row.expires_at.getTime() > now()
-        cachedSession = active ? `a:${row.expires_at.getTime()}` : REVOKED
-        const ttl = active ? Math.min(cacheMs, row.expires_at.getTime() - now()) : config.REFRESH_TOKEN_EXPIRY_MINUTES * minute
-        await store.setNx(sessionKey(claims.sid), cachedSession, Math.max(ttl, 1000)).catch(() => {})
+        if (trusted >= 0) {
+          const entry = active ? `a:${row.expires_at.getTime()}:${trusted}` : REVOKED
+          const ttl = Math.max(active ? Math.min(cacheMs, row.expires_at.getTime() - now()) : config.REFRESH_TOKEN_EXPIRY_MINUTES * minute, 1000)
+          // NX, or replacing only the stale entry that was read: a revocation written meanwhile is never overwritten.
+          const write = cachedSession === null ? store.setNx(sessionKey(claims.sid), entry, ttl) : store.compareAndSet(sessionKey(claims.sid), cachedSession, entry, ttl)
+          await write.catch(() => {})
+        }
+        if (!active) throw new AppError('AUTH_SESSION_REVOKED')
+        expiresAt = row.expires_at.getTime()
       }
-      if (cachedSession === REVOKED || Number(cachedSession.slice(2)) <= now()) throw new AppError('AUTH_SESSION_REVOKED')
+      if (expiresAt <= now()) throw new AppError('AUTH_SESSION_REVOKED')
+      const cached = cachedUser === null ? undefined : parsedState(claims.sub, cachedUser)
       let state: UserState
-      if (cachedUser === null) {
+      if (cached !== undefined && cached.generation >= trusted) {
+        state = cached.state
+      } else {
         const loaded = await loadUserState(claims.sub)
         state = loaded ?? { a: false, pv: -1, lu: 0, su: false, p: [], l: 'en' }
-        await store.setNx(userKey(claims.sub), JSON.stringify(state), cacheMs).catch(() => {})
-      } else {
-        state = parsedState(claims.sub, cachedUser)
+        if (trusted >= 0) {
+          const entry = `${trusted}:${JSON.stringify(state)}`
+          const write = cachedUser === null ? store.setNx(userKey(claims.sub), entry, cacheMs) : store.compareAndSet(userKey(claims.sub), cachedUser, entry, cacheMs)
+          await write.catch(() => {})
+        }
       }
       if (!state.a) throw new AppError('AUTH_SESSION_REVOKED')
       return state
     }
   }
   fastify.decorate('sessions', service)
-}, { name: 'sessions', dependencies: ['db', 'store', 'jwt', 'users'] })
+}, { name: 'sessions', dependencies: ['db', 'store', 'auth-cache', 'jwt', 'users'] })
+
+/** The expiry (ms) of an active-session entry `a:<expires>:<generation>` written under `trusted` or later; NaN when older or malformed. */
+function currentSessionEntry (entry: string, trusted: number): number {
+  const separator = entry.indexOf(':', 2)
+  if (separator < 0 || !(Number(entry.slice(separator + 1)) >= trusted)) return NaN
+  return Number(entry.slice(2, separator))
+}
 
 function safeEqual (a: string, b: string) {
   const x = Buffer.from(a)

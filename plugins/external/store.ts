@@ -17,6 +17,8 @@ export interface KeyValueStore {
   set: (key: string, value: string, ttlMs?: number) => Promise<void>
   /** Sets only when absent; true when it was set. */
   setNx: (key: string, value: string, ttlMs: number) => Promise<boolean>
+  /** Replaces the value only while it still equals `expected`; true when it was replaced. */
+  compareAndSet: (key: string, expected: string, value: string, ttlMs: number) => Promise<boolean>
   /** Returns how many keys existed. */
   del: (...keys: string[]) => Promise<number>
   /** Increments; the expiry is set when the key is created. */
@@ -24,6 +26,16 @@ export interface KeyValueStore {
   /** Remaining lifetime in ms; -2 missing, -1 no expiry. */
   pttl: (key: string) => Promise<number>
   ping: () => Promise<void>
+  /** Commands can be sent now (the memory store always can). */
+  readonly connected: boolean
+  /**
+   * Called when the connection to the server is lost and when it is ready again.
+   * What the server holds after a reconnect may be older than what was written
+   * before (a restart from a snapshot, writes lost during a partition).
+   */
+  onConnection: (listener: (event: 'lost' | 'ready') => void) => void
+  /** Identifies the server process (Redis's run_id): it changes when the server restarts. */
+  serverId: () => Promise<string | null>
 }
 
 declare module 'fastify' {
@@ -68,6 +80,12 @@ export class MemoryStore implements KeyValueStore {
     return true
   }
 
+  async compareAndSet (key: string, expected: string, value: string, ttlMs: number) {
+    if (this.live(key)?.value !== expected) return false
+    await this.set(key, value, ttlMs)
+    return true
+  }
+
   async del (...keys: string[]) {
     let n = 0
     for (const k of keys) if (this.live(k) && this.data.delete(k)) n++
@@ -88,6 +106,9 @@ export class MemoryStore implements KeyValueStore {
   }
 
   async ping () {}
+  readonly connected = true
+  onConnection () {}
+  async serverId () { return 'memory' }
   close () { clearInterval(this.sweeper); this.data.clear() }
 }
 
@@ -105,6 +126,10 @@ export class RedisStore implements KeyValueStore {
     return (await this.redis.set(key, value, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX')) === 'OK'
   }
 
+  async compareAndSet (key: string, expected: string, value: string, ttlMs: number) {
+    return (await this.redis.eval(COMPARE_AND_SET, 1, key, expected, value, Math.max(1, Math.ceil(ttlMs)))) === 1
+  }
+
   async del (...keys: string[]) { return keys.length === 0 ? 0 : this.redis.del(...keys) }
   async incr (key: string, ttlMs: number) {
     const [[incrError, value], [expireError]] = (await this.redis.multi().incr(key).pexpire(key, Math.max(1, Math.ceil(ttlMs)), 'NX').exec()) as Array<[Error | null, unknown]>
@@ -114,7 +139,23 @@ export class RedisStore implements KeyValueStore {
 
   async pttl (key: string) { return this.redis.pttl(key) }
   async ping () { await this.redis.ping() }
+  get connected () { return this.redis.status === 'ready' }
+  onConnection (listener: (event: 'lost' | 'ready') => void) {
+    this.redis.on('close', () => listener('lost'))
+    this.redis.on('ready', () => listener('ready'))
+  }
+
+  async serverId () {
+    const info = await this.redis.info('server')
+    return /^run_id:(\w+)/m.exec(info)?.[1] ?? null
+  }
 }
+
+const COMPARE_AND_SET = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`
 
 export default fp(async (fastify) => {
   const { REDIS_URL, REDIS_KEY_PREFIX, REDIS_COMMAND_TIMEOUT_MS } = fastify.config

@@ -110,6 +110,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Record an event from a client application',
       description: 'The body carries only what happened (action, module, message, level up to error, metadata). ' +
+        'The answer comes once the row is written (503 when the database cannot take it). ' +
         'Who, from where (IP, user agent), the request and session ids and the time are filled in by the server, never taken from the body (SR-39). ' +
         `The module is stored as \`client.<module>\`. Rate limited to ACTIVITY_CLIENT_EVENTS_PER_MINUTE per user; metadata at most ${CLIENT_METADATA_MAX_BYTES} bytes.`,
       body: Type.Ref(ClientActivityEventSchema),
@@ -125,6 +126,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
     const module = body.module ? `client.${body.module}` : 'client'
     const level = body.level ?? 'info'
     // Only the event's own fields come from the body; audit() takes the rest from the request.
+    // The 201 and its log_id mean the row is written: a row that cannot be is a 503, never an acknowledged loss.
     const queued = await fastify.activity.record(request, {
       action: body.action,
       module,
@@ -132,8 +134,9 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
       message: body.message,
       userId: auth.userId,
       sessionId: auth.sessionId,
+      statusCode: 201,
       metadata: body.metadata
-    }, { security: false })
+    }, { security: false, written: true })
     return reply.ok({ log_id: queued.log_id, action: body.action, module, level, created_at: queued.created_at.toISOString() }, { message: 'success.activity_recorded', status: 201 })
   })
 
