@@ -24,6 +24,8 @@ const argon2Options = (params: HashParams) => ({ algorithm: Algorithm.Argon2id, 
 const ARGON2 = /^\$argon2(id|i|d)\$/
 // What bcrypt, bcryptjs and PHP wrote; the old Express/Prisma project stored these.
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/
+/** bcrypt ignores every byte past the 72nd: at this length a match proves no more than the prefix. */
+const BCRYPT_MAX_BYTES = 72
 
 const rejected: VerifyResult = { ok: false, needsRehash: false }
 
@@ -46,9 +48,15 @@ export function verify ({ hash: stored, password, params }: VerifyTask): VerifyR
       return { ok: true, needsRehash: argon2NeedsRehash(stored, params) }
     }
     if (BCRYPT.test(stored)) {
-      // bcrypt only ever saw the first 72 bytes and no normalization; a match
-      // is moved to Argon2id at this login, which ends the truncation for good.
-      return bcrypt.compareSync(password, stored) ? { ok: true, needsRehash: true } : rejected
+      // bcrypt only ever saw the first 72 bytes and no normalization, so a match
+      // of an input of 72 bytes or more proves those 72 bytes only: the prefix of
+      // a 100-byte password, or it plus any junk, would log in and be rehashed to
+      // Argon2id, locking the owner out of the real password (SR-2). Such an
+      // input is refused like a wrong password, after the same work; the owner
+      // of a long legacy password resets it. A shorter match moves to Argon2id (SR-5).
+      const matches = bcrypt.compareSync(password, stored)
+      if (Buffer.byteLength(password, 'utf8') >= BCRYPT_MAX_BYTES) return rejected
+      return matches ? { ok: true, needsRehash: true } : rejected
     }
   } catch {
     // A damaged hash (bad base64, impossible parameters) lands here.

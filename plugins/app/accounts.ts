@@ -174,14 +174,15 @@ export default fp(async (fastify) => {
 
     async verifyCurrentPassword (request, account, password) {
       const lockKey = `user:${account.user_id}`
-      await fastify.throttle.assertNotLocked(lockKey)
       if (!account.password) throw new AppError('PASSWORD_NOT_SET')
+      // Counted before the hash, like a login (SR-9): the account's one lockout.
+      const { lockedForSeconds } = await fastify.throttle.reserveAttempt(lockKey)
       const { ok } = await fastify.passwords.verify(account.password, password)
       if (!ok) {
-        const { lockedForSeconds } = await fastify.throttle.recordFailure(lockKey)
         await fastify.audit(request, { action: 'reauth_failed', level: 'warning', targetUserId: account.user_id, metadata: { locked_for_seconds: lockedForSeconds } })
         throw new AppError('AUTH_CURRENT_PASSWORD_INVALID')
       }
+      await fastify.throttle.clearFailures(lockKey)
     },
 
     async assertRecentAuth (request, currentPassword) {

@@ -51,7 +51,7 @@ export default fp(async (fastify) => {
 
   function verify (token: string): TokenClaims {
     try {
-      return fastify.jwt.verify<TokenClaims>(token)
+      return fastify.verifyToken<TokenClaims>(token)
     } catch (error) {
       const code = (error as { code?: string }).code
       throw new AppError(code === 'FAST_JWT_EXPIRED' ? 'AUTH_TOKEN_EXPIRED' : 'AUTH_INVALID_TOKEN')

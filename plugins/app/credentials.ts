@@ -119,8 +119,12 @@ export default fp(async (fastify) => {
     if (body.timezone !== undefined && !isTimeZone(body.timezone)) {
       throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/timezone', message: 'not an IANA time zone' }] })
     }
-    if (body.user_name !== undefined && !(await accounts.availability({ user_name: body.user_name })).user_name) throw new AppError('USER_NAME_TAKEN')
     await otp.redeem(request, { purpose: 'signup', destination: destination.value, otp: body.otp, verification_token: body.verification_token })
+    // Only a caller who proved the address learns whether the user name is taken (SR-8).
+    // The code is spent by then: a ticket for it lets them retry with another name.
+    if (body.user_name !== undefined && !(await accounts.availability({ user_name: body.user_name })).user_name) {
+      throw new AppError('USER_NAME_TAKEN', { details: await otp.issueTicket('signup', destination.value) })
+    }
     const account = await accounts.signUp({
       ...(destination.kind === 'email' ? { email: destination.value } : { phone_number: destination.value }),
       passwordHash: await passwords.hash(body.password),
@@ -219,9 +223,12 @@ export default fp(async (fastify) => {
       const account = await accounts.assertRecentAuth(request, input.current_password)
       const current = kind === 'email' ? account.email?.toLowerCase() : account.phone_number
       if (current === destination.value) throw new AppError('CONTACT_UNCHANGED')
+      // Whether the address is taken is an availability answer (SR-8): it costs the
+      // per-address limit and the caller's availability budget before it is given.
+      await perIdentifier('otp-send', destination.value)
+      await throttle.limit('availability', request.ip, config.AVAILABILITY_RATE_LIMIT_PER_IP, minute)
       const free = await accounts.availability(kind === 'email' ? { email: destination.value } : { phone_number: destination.value })
       if (!(kind === 'email' ? free.email : free.phone_number)) throw new AppError(kind === 'email' ? 'EMAIL_TAKEN' : 'PHONE_TAKEN')
-      await perIdentifier('otp-send', destination.value)
       const sent = await otp.issue(request, {
         purpose, destination: destination.value, channel: channelFor(destination, input.channel), lang: account.language, subject: account.user_id, userId: account.user_id
       })

@@ -8,9 +8,9 @@ import { keyOf } from './throttle.ts'
 /**
  * Password login, shared by `P/auth/login-with-password` and the OAuth2 `P/token`.
  * Unknown identifier and wrong password take the same path: same status, code and
- * message, and a real Argon2 verification against a dummy hash (SR-7). Failures
- * count per account and lock it with a growing back-off (SR-9); the identifier
- * has its own rate limit (SR-10).
+ * message, and a real Argon2 verification against a dummy hash (SR-7). Attempts
+ * count per account before the hash and lock it with a growing back-off (SR-9);
+ * the canonical identifier has its own rate limit (SR-10).
  */
 export interface LoginService {
   withPassword: (request: FastifyRequest, identifier: string, password: string, method: ClientContext['method']) => Promise<TokenBundle>
@@ -32,25 +32,28 @@ export default fp(async (fastify) => {
 
   async function withPassword (request: FastifyRequest, identifier: string, password: string, method: ClientContext['method']) {
     assertPasswordLength(password)
-    await throttle.limit('login-id', identifier, config.AUTH_RATE_LIMIT_PER_IDENTIFIER, 60_000)
+    // Every spelling of one address shares its buckets: E.164 for phones, lower case for the rest (SR-10).
+    const canonical = (normalizeIdentifier(identifier)?.value ?? identifier.trim()).toLowerCase()
+    const identifierHash = keyOf(canonical)
+    await throttle.limit('login-id', canonical, config.AUTH_RATE_LIMIT_PER_IDENTIFIER, 60_000)
     const found = await users.findByIdentifier(identifier)
     // Locks key on the account when it exists, else on the identifier: both behave alike.
-    const account = found ? `user:${found.user_id}` : `id:${normalizeIdentifier(identifier)?.value ?? identifier.toLowerCase()}`
-    await throttle.assertNotLocked(account)
+    const account = found ? `user:${found.user_id}` : `id:${canonical}`
+    // Counted before the hash, so a parallel burst is refused past the threshold (SR-9).
+    const { lockedForSeconds } = await throttle.reserveAttempt(account)
     const { ok, needsRehash } = await passwords.verify(found?.password ?? null, password)
     if (!found || !ok) {
-      const { lockedForSeconds } = await throttle.recordFailure(account)
-      await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { method, identifier_hash: keyOf(identifier) } })
+      await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { method, identifier_hash: identifierHash } })
       if (lockedForSeconds > 0) {
-        await fastify.audit(request, { action: 'account_locked', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { seconds: lockedForSeconds, identifier_hash: keyOf(identifier) } })
+        await fastify.audit(request, { action: 'account_locked', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { seconds: lockedForSeconds, identifier_hash: identifierHash } })
       }
       throw new AppError('AUTH_INVALID_CREDENTIALS')
     }
+    await throttle.clearFailures(account)
     if (!found.is_active || found.status !== 'active') {
       await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method, reason: 'inactive' } })
       throw new AppError('AUTH_ACCOUNT_INACTIVE')
     }
-    await throttle.clearFailures(account)
     if (needsRehash) await users.setPasswordHash(found.user_id, await passwords.hash(password))
     const current = await users.recordLogin(found.user_id)
     const bundle = await sessions.create(current, { ip: request.ip, userAgent: request.headers['user-agent'], method })

@@ -23,7 +23,8 @@ export interface PasswordService {
   hash: (password: string) => Promise<string>
   /**
    * Checks a password against a stored hash (Argon2id, or legacy bcrypt which always
-   * needs a rehash). A null hash (unknown user) still costs one real Argon2 verification.
+   * needs a rehash and never matches an input of 72 bytes or more, SR-2). A null hash
+   * (unknown user) still costs one real Argon2 verification.
    */
   verify: (hash: string | null | undefined, password: string) => Promise<VerifyResult>
   /** The thread id of a pool worker; 0 would mean the main thread. */

@@ -85,6 +85,8 @@ export interface SessionService {
   listActive: (userId: string) => Promise<Session[]>
   /** One active session of the user (not revoked, not expired); undefined otherwise. */
   findActive: (userId: string, sessionId: string) => Promise<Session | undefined>
+  /** The user's active session whose current refresh token this is (MAC and generation); undefined otherwise. */
+  findByRefreshToken: (userId: string, refreshToken: string) => Promise<Session | undefined>
   /** Loads (cached) what a request needs to know about its session and user; throws 401 when revoked. */
   check: (claims: TokenClaims) => Promise<UserState>
   /** Recomputes a user's cached state after a change (deactivation, permissions, profile). */
@@ -271,6 +273,10 @@ export default fp(async (fastify) => {
       const outcome = await db.transaction(async (tx) => {
         const [row] = await tx.select().from(session).where(eq(session.session_id, parsed.sessionId)).for('update')
         if (!row || !safeEqual(refreshToken, refreshTokenOf(row, parsed.generation))) return { kind: 'invalid' as const }
+        // Per session only once the MAC proves the caller holds one of its tokens:
+        // forged `<sid>.<n>.x` tokens cannot spend the owner's budget (SR-10).
+        // Those count against the route's per-IP limit alone.
+        await fastify.throttle.limit('refresh', row.session_id, config.AUTH_RATE_LIMIT_PER_IDENTIFIER, minute)
         const at = now()
         const idleLimit = row.last_used_at.getTime() + config.SESSION_IDLE_TIMEOUT_MINUTES * minute
         if (row.revoked_at || row.expires_at.getTime() <= at || idleLimit <= at) return { kind: 'invalid' as const }
@@ -339,6 +345,14 @@ export default fp(async (fastify) => {
       return row
     },
 
+    async findByRefreshToken (userId, refreshToken) {
+      const parsed = parseRefreshToken(refreshToken)
+      if (!parsed) return undefined
+      const row = await service.findActive(userId, parsed.sessionId)
+      const current = row !== undefined && row.refresh_generation === parsed.generation && safeEqual(refreshToken, refreshTokenOf(row, parsed.generation))
+      return current ? row : undefined
+    },
+
     async check (claims) {
       // Read once, before Postgres is asked: entries written below carry the generation
       // their Postgres read is at least as new as. -1: the cache is not trusted right now.
@@ -389,7 +403,7 @@ export default fp(async (fastify) => {
     }
   }
   fastify.decorate('sessions', service)
-}, { name: 'sessions', dependencies: ['db', 'store', 'auth-cache', 'jwt', 'users'] })
+}, { name: 'sessions', dependencies: ['db', 'store', 'auth-cache', 'jwt', 'users', 'throttle'] })
 
 /** The expiry (ms) of an active-session entry `a:<expires>:<generation>` written under `trusted` or later; NaN when older or malformed. */
 function currentSessionEntry (entry: string, trusted: number): number {

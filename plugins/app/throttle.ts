@@ -10,10 +10,17 @@ import { AppError } from '../../schemas/errors.ts'
 export interface Throttle {
   /** Counts one request for `key`; throws RATE_LIMITED (429 + Retry-After) past `limit` per window. */
   limit: (scope: string, key: string, limit: number, windowMs: number) => Promise<void>
-  /** Throws AUTH_ACCOUNT_LOCKED (429 + Retry-After) while the account is locked. */
-  assertNotLocked: (account: string) => Promise<void>
-  /** Records a failed attempt; locks the account past the threshold, for twice as long each further failure. */
-  recordFailure: (account: string) => Promise<{ failures: number, lockedForSeconds: number }>
+  /**
+   * Counts one password attempt on `account` before it is checked, and throws
+   * AUTH_ACCOUNT_LOCKED (429 + Retry-After) when it may not be checked. The count
+   * stands as a failure unless `clearFailures` follows (the password was right),
+   * so a parallel burst cannot be checked before its failures count (SR-9).
+   * The attempt that reaches the threshold locks the account as it starts (for
+   * twice as long each further failure); once a lock ends, one attempt is
+   * checked and locks it again. Returns how long that attempt's lock is.
+   */
+  reserveAttempt: (account: string) => Promise<{ failures: number, lockedForSeconds: number }>
+  /** After a right password: the consecutive failures and any lock end. */
   clearFailures: (account: string) => Promise<void>
 }
 
@@ -28,6 +35,13 @@ export default fp(async (fastify) => {
   const { store, config } = fastify
   const failureWindowMs = 24 * 60 * 60 * 1000
 
+  async function refuseWhileLocked (lockKey: string, fallbackMs?: number) {
+    const ttl = await store.pttl(lockKey)
+    if (ttl > 0 || ttl === -1) throw new AppError('AUTH_ACCOUNT_LOCKED', { retryAfter: Math.ceil(Math.max(ttl, 1000) / 1000) })
+    // The lock that refused this attempt ended in between: refuse it all the same.
+    if (fallbackMs !== undefined) throw new AppError('AUTH_ACCOUNT_LOCKED', { retryAfter: Math.ceil(fallbackMs / 1000) })
+  }
+
   const throttle: Throttle = {
     async limit (scope, key, limit, windowMs) {
       const counterKey = `rl:${scope}:${keyOf(key)}`
@@ -37,17 +51,18 @@ export default fp(async (fastify) => {
         throw new AppError('RATE_LIMITED', { retryAfter: Math.max(1, Math.ceil((ttl > 0 ? ttl : windowMs) / 1000)) })
       }
     },
-    async assertNotLocked (account) {
-      const ttl = await store.pttl(`lock:${keyOf(account)}`)
-      if (ttl > 0 || ttl === -1) throw new AppError('AUTH_ACCOUNT_LOCKED', { retryAfter: Math.ceil(Math.max(ttl, 1000) / 1000) })
-    },
-    async recordFailure (account) {
+    async reserveAttempt (account) {
       const id = keyOf(account)
+      const lockKey = `lock:${id}`
+      await refuseWhileLocked(lockKey)
+      // INCR is atomic in both stores: every parallel attempt gets its own number.
       const failures = await store.incr(`fail:${id}`, failureWindowMs)
       const over = failures - config.LOGIN_LOCKOUT_THRESHOLD
       if (over < 0) return { failures, lockedForSeconds: 0 }
+      // Past the threshold only the attempt that takes the lock is checked; the
+      // others of a burst find it taken (SET NX is atomic too).
       const seconds = Math.min(config.LOGIN_LOCKOUT_BASE_SECONDS * 2 ** Math.min(over, 20), config.LOGIN_LOCKOUT_MAX_SECONDS)
-      await store.set(`lock:${id}`, String(failures), seconds * 1000)
+      if (!(await store.setNx(lockKey, String(failures), seconds * 1000))) await refuseWhileLocked(lockKey, seconds * 1000)
       return { failures, lockedForSeconds: seconds }
     },
     async clearFailures (account) {

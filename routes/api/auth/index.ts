@@ -40,8 +40,6 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { refresh_token: token } = request.body as typeof RefreshBody.static
-    const parsed = fastify.sessions.parseRefreshToken(token)
-    if (parsed) await fastify.throttle.limit('refresh', parsed.sessionId, config.AUTH_RATE_LIMIT_PER_IDENTIFIER, 60_000)
     try {
       const { bundle, userId, sessionId, reused } = await fastify.sessions.refresh(token, { ip: request.ip })
       await fastify.audit(request, { action: 'token_refresh', userId, targetUserId: userId, sessionId, metadata: { within_grace: reused } })
@@ -112,17 +110,16 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     const auth = request.auth!
     const token = request.body.token
     if (!token) return reply.ok(await describe(auth.claims, auth.permissions))
-    const refresh = fastify.sessions.parseRefreshToken(token)
-    if (refresh) {
-      const row = await fastify.sessions.findActive(auth.userId, refresh.sessionId)
-      const current = row !== undefined && row.refresh_generation === refresh.generation
-      return reply.ok(current
+    if (fastify.sessions.parseRefreshToken(token)) {
+      // Active only when the MAC is right too, not just the session and generation.
+      const row = await fastify.sessions.findByRefreshToken(auth.userId, token)
+      return reply.ok(row
         ? { active: true, token_type: 'refresh' as const, user_id: auth.userId, session_id: row.session_id, session_expires_at: row.expires_at.toISOString() }
         : { active: false })
     }
     let claims: TokenClaims
     try {
-      claims = fastify.jwt.verify<TokenClaims>(token)
+      claims = fastify.verifyToken<TokenClaims>(token)
     } catch {
       return reply.ok({ active: false })
     }
