@@ -1,6 +1,8 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
+import net from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Bindings, ChildLoggerOptions } from 'pino'
@@ -33,6 +35,8 @@ declare module 'fastify' {
     config: AppConfig
     deps: AppDeps
     now: () => number
+    /** Shutdown state: `draining` from the first moment of drain() (readiness answers 503). */
+    lifecycle: { draining: boolean }
   }
 }
 
@@ -62,6 +66,7 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     forceCloseConnections: 'idle',
+    keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     // While closing, a request arriving on a still-open keep-alive connection
     // is served (with Connection: close) instead of refused with a bare 503:
     // behind a load balancer that 503 would be a failed client request during
@@ -168,6 +173,7 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   fastify.decorate('config', opts.config)
   fastify.decorate('deps', opts.deps ?? {})
   fastify.decorate('now', opts.deps?.now ?? Date.now)
+  fastify.decorate('lifecycle', { draining: false })
   drainOnClose(fastify)
 
   // indexPattern matches nothing: by default an index.ts makes autoload skip every
@@ -186,10 +192,11 @@ export default fp(app, { name: 'app' })
 /**
  * Graceful close (SR-42): Node's server.close() closes only the keep-alive
  * connections idle at that moment; one busy with a request stays open after
- * its response until the client or the 72 s keep-alive timeout closes it,
- * holding the shutdown past its grace period. So responses sent while closing
- * say `Connection: close`, and a sweep closes connections that fall idle
- * (a response already on its way when closing began) until the server is down.
+ * its response until the client or the keep-alive timeout closes it,
+ * holding the shutdown past its grace period. So responses sent while
+ * draining or closing say `Connection: close`, and a sweep closes connections
+ * that fall idle (a response already on its way when closing began) until the
+ * server is down.
  */
 function drainOnClose (fastify: FastifyInstance) {
   let closing = false
@@ -200,13 +207,36 @@ function drainOnClose (fastify: FastifyInstance) {
     done()
   })
   fastify.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing) reply.header('connection', 'close')
+    if (closing || fastify.lifecycle.draining) reply.header('connection', 'close')
     done(null, payload)
   })
   fastify.addHook('onClose', (_instance, done) => {
     clearInterval(sweep)
     done()
   })
+}
+
+/**
+ * Lame-duck drain, the first step of a graceful shutdown (SR-42), before
+ * close(). A connection idle to Node may carry a request the client has just
+ * written; closing it then resets that request (ECONNRESET, and a POST behind
+ * a proxy is not retried). So the server stops listening (new connections go
+ * to the other instances: the PM2 cluster's other workers, or Caddy's retry
+ * of a refused dial), answers every request still arriving on an open
+ * connection with `Connection: close` (each active client learns on its next
+ * response and reconnects elsewhere) and readiness answers 503, for up to
+ * `windowMs`. Resolves when no connection is left or the window is over;
+ * close() then closes the connections that stayed silent throughout.
+ */
+export async function drain (fastify: FastifyInstance, windowMs: number): Promise<void> {
+  fastify.lifecycle.draining = true
+  const server = fastify.server
+  // net.Server's close only stops listening; http.Server's would also close
+  // every idle keep-alive connection at once, the reset this drain avoids.
+  if (server.listening) net.Server.prototype.close.call(server)
+  const deadline = Date.now() + windowMs
+  const open = () => new Promise<number>((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count)))
+  while (Date.now() < deadline && await open() > 0) await sleep(Math.min(50, Math.max(0, deadline - Date.now())))
 }
 
 /** Builds a ready-to-listen instance. */

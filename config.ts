@@ -87,6 +87,8 @@ export const ConfigSchema = Type.Object({
   ARGON2_PARALLELISM: Int(1, 'Argon2id lanes', 1, 8),
   HASH_POOL_THREADS: Int(0, 'Worker threads hashing passwords; 0 = one per core', 0, 64),
   SHUTDOWN_GRACE_MS: Int(10000, 'Longest graceful shutdown before the process exits anyway', 100),
+  SHUTDOWN_DRAIN_MS: Int(5000, 'On SIGTERM/SIGINT (or PM2\'s shutdown message): how long the process stops listening but keeps answering on open connections (with Connection: close, /health/ready 503) before it closes connections that stayed silent; ends early once none is left. Below SHUTDOWN_GRACE_MS', 0),
+  KEEP_ALIVE_TIMEOUT_MS: Int(72000, 'An idle keep-alive connection is closed after this long; keep it above the proxy\'s upstream idle timeout (Caddyfile: keepalive 60s), so the proxy never reuses a connection the API is closing', 1000),
   APP_NAME: Str('Auth API', 'Product name shown in emails and text messages'),
   EMAIL_HOST: OptStr('SMTP server; unset = email goes to the development outbox (DATA_DIR/outbox), or fails in production'),
   EMAIL_PORT: Int(587, 'SMTP port (587 STARTTLS, 465 implicit TLS with EMAIL_SECURE)', 1, 65535),
@@ -145,6 +147,7 @@ function productionProblems (config: AppConfig): string[] {
   if (config.JWT_SECRET_KEY !== undefined && config.JWT_SECRET_KEY.length < 32) {
     problems.push('JWT_SECRET_KEY: must be at least 32 characters')
   }
+  if (config.SHUTDOWN_DRAIN_MS >= config.SHUTDOWN_GRACE_MS) problems.push('SHUTDOWN_DRAIN_MS: must be below SHUTDOWN_GRACE_MS (the drain is part of the graceful shutdown, which also closes the pools)')
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
   if (config.NODE_ENV !== 'production') return problems
   if (!config.JWT_SECRET_KEY) problems.push('JWT_SECRET_KEY: required in production (32+ random characters)')

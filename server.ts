@@ -1,6 +1,6 @@
 import 'dotenv/config'
 import closeWithGrace from 'close-with-grace'
-import { buildApp } from './app.ts'
+import { buildApp, drain } from './app.ts'
 import { ConfigError, loadConfig, withGeneratedSecret } from './config.ts'
 
 let config
@@ -16,11 +16,22 @@ try {
 
 const app = await buildApp(config)
 
-// SIGTERM/SIGINT: stop accepting, let in-flight requests finish, flush and close stores, exit 0 (SR-42).
-closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
-  if (err) app.log.error({ err }, 'fatal error, closing')
-  else app.log.info({ signal }, 'closing')
+// SIGTERM/SIGINT: stop accepting, drain open connections, let in-flight requests
+// finish, flush and close stores, exit 0, all within SHUTDOWN_GRACE_MS (SR-42).
+let closing = false
+const shutdown = closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+  closing = true
+  if (err) {
+    app.log.error({ err }, 'fatal error, closing')
+  } else {
+    app.log.info({ signal: signal ?? 'shutdown message' }, 'closing')
+    await drain(app, config.SHUTDOWN_DRAIN_MS)
+  }
   await app.close()
+})
+// PM2 asks with a message instead of a signal when shutdown_with_message is set (and on Windows).
+process.on('message', (message) => {
+  if (message === 'shutdown' && !closing) shutdown.close()
 })
 
 await app.listen({ port: config.PORT, host: config.HOST })

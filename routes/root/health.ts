@@ -21,10 +21,12 @@ const probes: FastifyPluginAsyncTypebox = async (fastify) => {
     logLevel: 'warn',
     schema: {
       tags: ['health'],
-      summary: 'Readiness: the database and the cache answer; 503 otherwise',
+      summary: 'Readiness: the database and the cache answer and the process is not shutting down; 503 otherwise',
       response: { 200: Envelope(Type.Object({ status: Type.Literal('ready'), database: Check, cache: Check })) }
     }
   }, async (_request, reply) => {
+    // A draining instance still answers on its open connections, but must get no new traffic.
+    if (fastify.lifecycle.draining) throw new AppError('SERVICE_UNAVAILABLE', { details: { draining: true } })
     const [database, cache] = await Promise.all([timed(() => fastify.database.ping()), timed(() => fastify.store.ping())])
     if (database.status === 'down' || cache.status === 'down') {
       throw new AppError('SERVICE_UNAVAILABLE', { details: { database, cache } })

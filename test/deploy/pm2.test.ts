@@ -5,11 +5,8 @@ import { ConfigSchema } from '../../config.ts'
 import { root } from '../helpers/processes.ts'
 
 /**
- * The PM2 ecosystem file: cluster mode with graceful reload. PM2 itself is not
- * a dependency of the project; what it relies on from the server (the `ready`
- * message after listen, a clean exit on the signal within SHUTDOWN_GRACE_MS)
- * is exercised on real processes by test/e2e/failover.test.ts, whose servers
- * are started through an IPC channel exactly as PM2 starts them.
+ * The PM2 ecosystem file: cluster mode with graceful reload. Real PM2 runs it
+ * (three reloads under keep-alive load) in test/deploy/pm2-reload.test.ts.
  */
 
 const require = createRequire(import.meta.url)
