@@ -10,6 +10,7 @@ import ValidatorSelector, { type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { PGlite } from '@electric-sql/pglite'
 import { apiPrefix, type AppConfig } from './config.ts'
 import { checkInput } from './schemas/boundary.ts'
+import { clientErrorHandler, frameworkErrors } from './plugins/app/errors.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 // Autoload must know it may import .ts files when we run from source (tsx, tap).
@@ -62,6 +63,9 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
     schemaController: { compilersFactory: { buildSerializer: lazySerializers(SerializerSelector()), buildValidator: boundaryValidators(lazyValidators(ValidatorSelector())) } },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // The router's and Node's own refusals answer in the envelope with the security headers too.
+    frameworkErrors,
+    clientErrorHandler,
     forceCloseConnections: 'idle',
     // While closing, a request arriving on a still-open keep-alive connection
     // is served (with Connection: close) instead of refused with a bare 503:
