@@ -11,6 +11,8 @@ import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-s
 import ValidatorSelector, { type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { PGlite } from '@electric-sql/pglite'
 import { apiPrefix, type AppConfig } from './config.ts'
+import { checkInput } from './schemas/boundary.ts'
+import { clientErrorHandler, frameworkErrors } from './plugins/app/errors.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 // Autoload must know it may import .ts files when we run from source (tsx, tap).
@@ -62,9 +64,12 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
     },
-    schemaController: { compilersFactory: { buildSerializer: lazySerializers(SerializerSelector()), buildValidator: lazyValidators(ValidatorSelector()) } },
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers(SerializerSelector()), buildValidator: boundaryValidators(lazyValidators(ValidatorSelector())) } },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // The router's and Node's own refusals answer in the envelope with the security headers too.
+    frameworkErrors,
+    clientErrorHandler,
     forceCloseConnections: 'idle',
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
     // While closing, a request arriving on a still-open keep-alive connection
@@ -111,6 +116,33 @@ export function lazyValidators (build: ValidatorFactory): ValidatorFactory {
         return valid
       }) as ReturnType<ReturnType<ValidatorFactory>>
       return lazy
+    }
+  }
+}
+
+/**
+ * The input boundary of the whole API (schemas/boundary.ts): every body,
+ * querystring and params validator first refuses NUL, lone surrogates and
+ * over-deep nesting, then runs the route's schema. Headers are left to Node's
+ * parser, which refuses such bytes itself.
+ */
+export function boundaryValidators (build: ValidatorFactory): ValidatorFactory {
+  return (externalSchemas, options) => {
+    const compile = build(externalSchemas, options)
+    return (route) => {
+      const validate = compile(route)
+      if (route.httpPart === 'headers') return validate
+      const checked = ((data: unknown) => {
+        const problem = checkInput(data)
+        if (problem) {
+          checked.errors = [problem]
+          return false
+        }
+        const valid = validate(data)
+        checked.errors = validate.errors
+        return valid
+      }) as ReturnType<ReturnType<ValidatorFactory>>
+      return checked
     }
   }
 }

@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import { and, desc, eq, getTableColumns, inArray, lt, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { executeRows, statementCache } from '../../db/client.ts'
 import { activityLevels, activityLog, type ActivityLevel, type ActivityLog } from '../../db/schema/index.ts'
-import { AppError } from '../../schemas/errors.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../schemas/cursor.ts'
 import { STATISTICS_TOP_ACTIONS, type ActivityLogEntry } from '../../schemas/activity.ts'
 
 /**
@@ -47,24 +47,19 @@ declare module 'fastify' {
 }
 
 const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 const CLEANUP_BATCH = 5000
 
 // Microseconds: a cursor rounded to milliseconds would skip rows written by PostgreSQL's clock.
 const cursorTime = sql<string>`to_char(${activityLog.created_at} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
 
 export function encodeCursor (at: string, id: string) {
-  return Buffer.from(JSON.stringify([at, id])).toString('base64url')
+  return encodeCursorOf([at, id])
 }
 
 export function decodeCursor (cursor: string): { at: string, id: string } {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown
-    if (Array.isArray(value) && value.length === 2 && CURSOR_TIME.test(String(value[0])) && UUID.test(String(value[1]))) {
-      return { at: String(value[0]), id: String(value[1]) }
-    }
-  } catch { /* answered below */ }
-  throw new AppError('VALIDATION_ERROR', { details: [{ field: 'querystring/cursor', message: 'is not a cursor this API issued' }] })
+  const [at, id] = decodeCursorOf(cursor, (value): value is [string, string] =>
+    Array.isArray(value) && value.length === 2 && CURSOR_TIME.test(String(value[0])) && isTimestamp(value[0]) && isUuid(value[1]))
+  return { at, id }
 }
 
 export function toEntry (row: ActivityLog): ActivityLogEntry {

@@ -1,7 +1,13 @@
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import findMyWay from 'find-my-way'
 import { AppError, errorCodes, type ErrorCode } from '../../schemas/errors.ts'
+import { defaultLanguage } from '../../i18n/index.ts'
+import { negotiateLanguage, translate } from './i18n.ts'
+import { securityHeaders } from '../external/helmet.ts'
 
 /**
  * One place turns every failure into the error envelope of API.md:
@@ -72,6 +78,74 @@ export function toAppError (error: unknown): AppError {
   return new AppError('INTERNAL_ERROR', { cause: error })
 }
 
+/** The envelope's body for `error` (API.md). */
+function errorBody (error: AppError, id: string, message: string, debug = false) {
+  return {
+    success: false as const,
+    error: {
+      id,
+      code: error.code,
+      message,
+      ...(error.details !== undefined ? { details: error.details } : {}),
+      ...(debug && error.statusCode >= 500 && error.cause instanceof Error ? { details: { stack: error.cause.stack } } : {}),
+      timestamp: new Date().toISOString()
+    }
+  }
+}
+
+/** What the hooks add to every answer (SR-31), for the answers made outside them. */
+const outsideHooksHeaders = { ...securityHeaders(), 'cache-control': 'no-store' }
+
+/**
+ * Fastify's `frameworkErrors`: the router's own failures (a URL that is not
+ * valid percent-encoded UTF-8, a path parameter longer than `maxParamLength`),
+ * answered before any hook or decorator runs, so the envelope, the request id
+ * and the security headers are all set here.
+ */
+export function frameworkErrors (raw: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  const error = raw.code === 'FST_ERR_MAX_PARAM_LENGTH'
+    ? new AppError('VALIDATION_ERROR', { details: [{ field: 'params', message: 'is longer than any path parameter of the API' }] })
+    : raw.code === 'FST_ERR_BAD_URL'
+      ? new AppError('BAD_REQUEST', { details: { reason: 'The URL is not valid percent-encoded UTF-8' } })
+      : toAppError(raw)
+  if (error.statusCode >= 500) request.log.error({ err: raw }, 'framework error')
+  const lang = negotiateLanguage(request.headers['accept-language']) ?? defaultLanguage
+  if (request.protocol === 'https') reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains')
+  return reply.headers(outsideHooksHeaders).header('x-request-id', request.id).header('content-language', lang)
+    .code(error.statusCode).type('application/json; charset=utf-8')
+    .send(errorBody(error, String(request.id), translate(lang, `errors.${error.code}`, error.params)))
+}
+
+/**
+ * Fastify's `clientErrorHandler`: what Node's HTTP parser refuses before there
+ * is a request (headers over the size limit: 431; a malformed request line or
+ * header: 400; a request timeout: 408) is answered on the socket with the
+ * envelope and the security headers, then the connection is closed.
+ */
+export function clientErrorHandler (this: FastifyInstance, error: NodeJS.ErrnoException, socket: Duplex) {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+  const reason = status === 431 ? 'The request headers are larger than the limit' : status === 408 ? 'The request was not received in time' : 'The request is not valid HTTP'
+  const appError = new AppError('BAD_REQUEST', { status, details: { reason } })
+  this.log.debug({ err: error }, 'client error')
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  const id = randomUUID()
+  const body = JSON.stringify(errorBody(appError, id, translate(defaultLanguage, 'errors.BAD_REQUEST')))
+  const headers: Record<string, string | number> = {
+    ...outsideHooksHeaders,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'content-language': defaultLanguage,
+    'x-request-id': id,
+    connection: 'close'
+  }
+  const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${head}\r\n${body}`)
+}
+
 export default fp(async (fastify) => {
   // A router of every path, any method: tells a 404 (no such path) from a 405 (path exists, other method).
   const paths = findMyWay()
@@ -91,17 +165,7 @@ export default fp(async (fastify) => {
 
   function send (error: AppError, request: FastifyRequest, reply: FastifyReply) {
     if (error.retryAfter !== undefined) reply.header('Retry-After', String(Math.max(1, Math.ceil(error.retryAfter))))
-    const body = {
-      success: false as const,
-      error: {
-        id: String(request.id),
-        code: error.code,
-        message: request.t(`errors.${error.code}`, error.params),
-        ...(error.details !== undefined ? { details: error.details } : {}),
-        ...(debug && error.statusCode >= 500 && error.cause instanceof Error ? { details: { stack: error.cause.stack } } : {}),
-        timestamp: new Date().toISOString()
-      }
-    }
+    const body = errorBody(error, String(request.id), request.t(`errors.${error.code}`, error.params), debug)
     return reply.code(error.statusCode).type('application/json; charset=utf-8').send(body)
   }
 

@@ -6,6 +6,7 @@ import { group, groupPermission, permission, user, userGroup, type Group, type P
 import { allPermissionCodenames, SUPER_ADMIN_GROUP } from '../../db/defaults.ts'
 import { isUniqueViolation } from '../../db/errors.ts'
 import { AppError } from '../../schemas/errors.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isText } from '../../schemas/cursor.ts'
 import { hasPermissions, type AuthContext } from './auth.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
 
@@ -113,14 +114,9 @@ const defaultCodenames = new Set<string>(allPermissionCodenames)
 export const containsPattern = (term: string) => `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
 
 /** Keyset cursors over a unique codename, opaque to clients. */
-const encodeCursor = (value: string) => Buffer.from(JSON.stringify({ after: value })).toString('base64url')
-function decodeCursor (cursor: string): string {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { after?: unknown }
-    if (typeof value.after === 'string' && value.after.length <= 64) return value.after
-  } catch {}
-  throw new AppError('VALIDATION_ERROR', { details: [{ field: 'querystring/cursor', message: 'is not a cursor this API issued' }] })
-}
+const encodeCursor = (value: string) => encodeCursorOf({ after: value })
+const decodeCursor = (cursor: string): string =>
+  decodeCursorOf(cursor, (value): value is { after: string } => typeof value === 'object' && value !== null && isText((value as { after?: unknown }).after, 64)).after
 
 const iso = (d: Date) => d.toISOString()
 

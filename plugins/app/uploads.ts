@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import { and, count, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm'
 import { media, user, type Media, type MediaPurpose } from '../../db/schema/index.ts'
 import { AppError } from '../../schemas/errors.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../schemas/cursor.ts'
 import type { MediaView } from '../../schemas/media.ts'
 import type { AppConfig } from '../../config.ts'
 
@@ -155,14 +156,9 @@ const pictureKeys = (mainKey: string) => [mainKey, mainKey.replace(/\.webp$/, '_
 const mainPictureKey = (key: string) => key.replace(/_thumb\.webp$/, '.webp')
 
 interface Cursor { at: string, id: string }
-const encodeCursor = (row: Media) => Buffer.from(JSON.stringify({ at: row.created_at.toISOString(), id: row.media_id })).toString('base64url')
-function decodeCursor (cursor: string): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Cursor
-    if (typeof value.at === 'string' && !Number.isNaN(Date.parse(value.at)) && typeof value.id === 'string' && /^[0-9a-f-]{36}$/.test(value.id)) return value
-  } catch {}
-  throw new AppError('VALIDATION_ERROR', { details: [{ field: 'querystring/cursor', message: 'is not a cursor this API issued' }] })
-}
+const encodeCursor = (row: Media) => encodeCursorOf({ at: row.created_at.toISOString(), id: row.media_id })
+const decodeCursor = (cursor: string): Cursor => decodeCursorOf(cursor, (value): value is Cursor =>
+  typeof value === 'object' && value !== null && isTimestamp((value as Cursor).at) && isUuid((value as Cursor).id))
 
 export default fp(async (fastify) => {
   const limits = categoryLimits(fastify.config)

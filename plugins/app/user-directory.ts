@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import { and, asc, count, desc, eq, getTableColumns, ilike, inArray, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
 import { group, user, userGroup, type AuthType, type User, type UserStatus, type UserType } from '../../db/schema/index.ts'
 import { statementCache } from '../../db/client.ts'
-import { AppError } from '../../schemas/errors.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor, isText, isTimestamp, isUuid } from '../../schemas/cursor.ts'
 import { containsPattern, type ListPage } from './rbac.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
 
@@ -53,16 +53,17 @@ const sortKeys: Record<UserSort, { expr: SQL, cast: (value: Placeholder) => SQL 
 
 interface Cursor { k: string, id: string, s: UserSort, o: 'asc' | 'desc' }
 
-const encodeCursor = (cursor: Cursor) => Buffer.from(JSON.stringify(cursor)).toString('base64url')
+/**
+ * A cursor belongs to one sort (reusing it under another would skip or repeat
+ * rows), and its key must be a value of that sort's column: a timestamp (or
+ * `-infinity`, the key of accounts that never logged in), or text.
+ */
 function decodeCursor (raw: string, sort: UserSort, order: 'asc' | 'desc'): Cursor {
-  try {
-    const value = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as Partial<Cursor>
-    // A cursor belongs to one sort: reusing it under another would skip or repeat rows.
-    if (typeof value.k === 'string' && value.k.length <= 400 && typeof value.id === 'string' && UUID.test(value.id) && value.s === sort && value.o === order) {
-      return value as Cursor
-    }
-  } catch {}
-  throw new AppError('VALIDATION_ERROR', { details: [{ field: 'querystring/cursor', message: 'is not a cursor this API issued for this sort' }] })
+  const key = sort === 'email' ? (k: unknown) => isText(k, 400) : sort === 'last_login' ? (k: unknown) => k === '-infinity' || isTimestamp(k) : isTimestamp
+  return decodeCursorOf(raw, (value): value is Cursor => {
+    const c = value as Partial<Cursor> | null
+    return typeof c === 'object' && c !== null && key(c.k) && isUuid(c.id) && c.s === sort && c.o === order
+  }, 'is not a cursor this API issued for this sort')
 }
 
 type FilterName = 'q' | 'q_phone' | 'status' | 'is_active' | 'user_type' | 'auth_type' | 'country' | 'language' | 'group_id' | 'group_codename'
