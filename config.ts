@@ -59,6 +59,8 @@ export const ConfigSchema = Type.Object({
   UPLOAD_MAX_BYTES_VIDEO: Int(104857600, 'Largest accepted video upload (bytes)', 1),
   UPLOAD_MAX_BYTES_PDF: Int(20971520, 'Largest accepted PDF upload (bytes)', 1),
   UPLOAD_MAX_BYTES_DOCUMENT: Int(20971520, 'Largest accepted office document upload (bytes)', 1),
+  UPLOAD_QUOTA_BYTES_PER_USER: Int(1073741824, 'Storage quota per user: the sizes of their uploaded media together (1 GiB); past it 413 UPLOAD_QUOTA_EXCEEDED; 0 = no quota', 0),
+  UPLOAD_RATE_LIMIT_PER_MINUTE: Int(30, 'POST P/upload/media requests per user per minute (429 RATE_LIMITED past it)', 1),
   UPLOAD_URL_TIMEOUT_MS: Int(10000, 'Deadline of a URL upload: lookups, connections, redirects and body together', 100, 600000),
   UPLOAD_URL_MAX_REDIRECTS: Int(3, 'Redirects a URL upload follows at most; each target is checked again', 0, 10),
   UPLOAD_URL_ALLOW_LOOPBACK: Bool(false, 'Tests only: let URL uploads reach 127.0.0.0/8 and ::1 (every other private range stays refused); refused in production'),
@@ -74,6 +76,9 @@ export const ConfigSchema = Type.Object({
   DASHBOARD_CACHE_SECONDS: Int(30, 'How long a dashboard statistic is served from the cache; 0 = never cached', 0, 3600),
   LOAD_SHED_EVENT_LOOP_DELAY_MS: Int(1000, 'Answer 503 (Retry-After) while the event loop lags more than this; 0 = never shed load', 0),
   METRICS_ENABLED: Bool(true, 'Serve Prometheus metrics at GET /metrics'),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'When set, GET /metrics needs Authorization: Bearer <token> (16+ chars); in production /metrics is served only when it is set' })),
+  API_DOCS_ENABLED: Type.Optional(Type.Boolean({ description: 'Serve Swagger UI and the OpenAPI document at /api-docs; unset = on, except in production' })),
+  STORAGE_HEALTH_CACHE_SECONDS: Int(30, 'P/health/storage runs its probe (a file write, or a bucket read) at most once per this many seconds per instance and answers the cached result meanwhile', 1, 3600),
   CLUSTER_MODE: Bool(false, 'Set when several instances run (PM2 cluster, replicas); refuses in-process stores in production'),
   SENTRY_DSN: OptStr('Sentry DSN; unset = errors are only logged'),
   SENTRY_ENVIRONMENT: OptStr('Sentry environment name (defaults to NODE_ENV)'),
@@ -155,6 +160,9 @@ function productionProblems (config: AppConfig): string[] {
   if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined && config.BOOTSTRAP_ADMIN_PASSWORD.length < 12) problems.push('BOOTSTRAP_ADMIN_PASSWORD: at least 12 characters in production')
   return problems
 }
+
+/** Whether /api-docs is served: API_DOCS_ENABLED when set, otherwise everywhere but production. */
+export const apiDocsEnabled = (config: AppConfig) => config.API_DOCS_ENABLED ?? config.NODE_ENV !== 'production'
 
 /** The API prefix, e.g. `/api/v1`. */
 export const apiPrefix = (config: AppConfig) => `/${config.MODE}`
