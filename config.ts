@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { describePasswordProblem, passwordProblem } from './plugins/app/password-policy.ts'
 
 /**
  * Every environment variable the service reads: name, default and meaning.
@@ -151,6 +152,12 @@ function productionProblems (config: AppConfig): string[] {
     problems.push('JWT_SECRET_KEY: must be at least 32 characters')
   }
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
+  // The API's own password policy: a bootstrap admin gets no password a user could not choose.
+  if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined) {
+    const limits = { min: config.PASSWORD_MIN_LENGTH, max: config.PASSWORD_MAX_LENGTH }
+    const problem = passwordProblem(config.BOOTSTRAP_ADMIN_PASSWORD, limits)
+    if (problem) problems.push(`BOOTSTRAP_ADMIN_PASSWORD: ${describePasswordProblem(problem, limits)}`)
+  }
   if (config.NODE_ENV !== 'production') return problems
   if (!config.JWT_SECRET_KEY) problems.push('JWT_SECRET_KEY: required in production (32+ random characters)')
   if (config.DEBUG_MODE) problems.push('DEBUG_MODE: must be off in production')
