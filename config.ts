@@ -85,7 +85,7 @@ export const ConfigSchema = Type.Object({
   SENTRY_ENVIRONMENT: OptStr('Sentry environment name (defaults to NODE_ENV)'),
   SENTRY_TRACES_SAMPLE_RATE: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'Share of requests traced by Sentry' }),
   BOOTSTRAP_ADMIN_EMAIL: OptStr('With BOOTSTRAP_ADMIN_PASSWORD: creates a super admin at start when none is active'),
-  BOOTSTRAP_ADMIN_PASSWORD: OptStr('Password of the bootstrap super admin'),
+  BOOTSTRAP_ADMIN_PASSWORD: OptStr('Password of the bootstrap super admin; the password policy applies (PASSWORD_MIN/MAX_LENGTH, common passwords): a refused one stops the start'),
   PASSWORD_MIN_LENGTH: Int(8, 'Shortest accepted password (characters)', 1, 128),
   PASSWORD_MAX_LENGTH: Int(128, 'Longest accepted password (characters); longer is refused before hashing', 8, 1024),
   ARGON2_MEMORY_KIB: Int(19456, 'Argon2id memory cost in KiB (19 MiB)', 1024),
