@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
 import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Bindings, ChildLoggerOptions } from 'pino'
 import autoload from '@fastify/autoload'
@@ -13,6 +13,7 @@ import type { PGlite } from '@electric-sql/pglite'
 import { apiPrefix, type AppConfig } from './config.ts'
 import { checkInput } from './schemas/boundary.ts'
 import { clientErrorHandler, frameworkErrors } from './plugins/app/errors.ts'
+import { redactUrl } from './plugins/app/redact.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 // Autoload must know it may import .ts files when we run from source (tsx, tap).
@@ -51,11 +52,28 @@ export const redactPaths = [
   '*.access_token', '*.refresh_token', '*.session_token', '*.token'
 ]
 
+/**
+ * Fastify's request serializer with the URL's secret query values hidden
+ * (`?access_token=`, download signatures): pino's path redaction cannot
+ * reach inside a string.
+ */
+export const logSerializers = {
+  req: (req: FastifyRequest) => ({
+    method: req.method,
+    url: redactUrl(req.url),
+    version: req.headers?.['accept-version'] as string | undefined,
+    host: req.host,
+    remoteAddress: req.ip,
+    remotePort: req.socket?.remotePort
+  })
+}
+
 export function serverOptions (config: AppConfig): FastifyServerOptions {
   return {
     logger: {
       level: config.LOG_LEVEL,
-      redact: { paths: redactPaths, censor: '[redacted]' }
+      redact: { paths: redactPaths, censor: '[redacted]' },
+      serializers: logSerializers
     },
     childLoggerFactory: lazyChildLogger,
     trustProxy: parseTrustProxy(config.TRUST_PROXY) as FastifyServerOptions['trustProxy'],

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { describePasswordProblem, passwordProblem } from './plugins/app/password-policy.ts'
 
 /**
  * Every environment variable the service reads: name, default and meaning.
@@ -59,6 +60,8 @@ export const ConfigSchema = Type.Object({
   UPLOAD_MAX_BYTES_VIDEO: Int(104857600, 'Largest accepted video upload (bytes)', 1),
   UPLOAD_MAX_BYTES_PDF: Int(20971520, 'Largest accepted PDF upload (bytes)', 1),
   UPLOAD_MAX_BYTES_DOCUMENT: Int(20971520, 'Largest accepted office document upload (bytes)', 1),
+  UPLOAD_QUOTA_BYTES_PER_USER: Int(1073741824, 'Storage quota per user: the sizes of their uploaded media together (1 GiB); past it 413 UPLOAD_QUOTA_EXCEEDED; 0 = no quota', 0),
+  UPLOAD_RATE_LIMIT_PER_MINUTE: Int(30, 'POST P/upload/media requests per user per minute (429 RATE_LIMITED past it)', 1),
   UPLOAD_URL_TIMEOUT_MS: Int(10000, 'Deadline of a URL upload: lookups, connections, redirects and body together', 100, 600000),
   UPLOAD_URL_MAX_REDIRECTS: Int(3, 'Redirects a URL upload follows at most; each target is checked again', 0, 10),
   UPLOAD_URL_ALLOW_LOOPBACK: Bool(false, 'Tests only: let URL uploads reach 127.0.0.0/8 and ::1 (every other private range stays refused); refused in production'),
@@ -74,12 +77,15 @@ export const ConfigSchema = Type.Object({
   DASHBOARD_CACHE_SECONDS: Int(30, 'How long a dashboard statistic is served from the cache; 0 = never cached', 0, 3600),
   LOAD_SHED_EVENT_LOOP_DELAY_MS: Int(1000, 'Answer 503 (Retry-After) while the event loop lags more than this; 0 = never shed load', 0),
   METRICS_ENABLED: Bool(true, 'Serve Prometheus metrics at GET /metrics'),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: 'When set, GET /metrics needs Authorization: Bearer <token> (16+ chars); in production /metrics is served only when it is set' })),
+  API_DOCS_ENABLED: Type.Optional(Type.Boolean({ description: 'Serve Swagger UI and the OpenAPI document at /api-docs; unset = on, except in production' })),
+  STORAGE_HEALTH_CACHE_SECONDS: Int(30, 'P/health/storage runs its probe (a file write, or a bucket read) at most once per this many seconds per instance and answers the cached result meanwhile', 1, 3600),
   CLUSTER_MODE: Bool(false, 'Set when several instances run (PM2 cluster, replicas); refuses in-process stores in production'),
   SENTRY_DSN: OptStr('Sentry DSN; unset = errors are only logged'),
   SENTRY_ENVIRONMENT: OptStr('Sentry environment name (defaults to NODE_ENV)'),
   SENTRY_TRACES_SAMPLE_RATE: Type.Number({ default: 0, minimum: 0, maximum: 1, description: 'Share of requests traced by Sentry' }),
   BOOTSTRAP_ADMIN_EMAIL: OptStr('With BOOTSTRAP_ADMIN_PASSWORD: creates a super admin at start when none is active'),
-  BOOTSTRAP_ADMIN_PASSWORD: OptStr('Password of the bootstrap super admin'),
+  BOOTSTRAP_ADMIN_PASSWORD: OptStr('Password of the bootstrap super admin; the password policy applies (PASSWORD_MIN/MAX_LENGTH, common passwords): a refused one stops the start'),
   PASSWORD_MIN_LENGTH: Int(8, 'Shortest accepted password (characters)', 1, 128),
   PASSWORD_MAX_LENGTH: Int(128, 'Longest accepted password (characters); longer is refused before hashing', 8, 1024),
   ARGON2_MEMORY_KIB: Int(19456, 'Argon2id memory cost in KiB (19 MiB)', 1024),
@@ -149,6 +155,12 @@ function productionProblems (config: AppConfig): string[] {
   }
   if (config.SHUTDOWN_DRAIN_MS >= config.SHUTDOWN_GRACE_MS) problems.push('SHUTDOWN_DRAIN_MS: must be below SHUTDOWN_GRACE_MS (the drain is part of the graceful shutdown, which also closes the pools)')
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
+  // The API's own password policy: a bootstrap admin gets no password a user could not choose.
+  if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined) {
+    const limits = { min: config.PASSWORD_MIN_LENGTH, max: config.PASSWORD_MAX_LENGTH }
+    const problem = passwordProblem(config.BOOTSTRAP_ADMIN_PASSWORD, limits)
+    if (problem) problems.push(`BOOTSTRAP_ADMIN_PASSWORD: ${describePasswordProblem(problem, limits)}`)
+  }
   if (config.NODE_ENV !== 'production') return problems
   if (!config.JWT_SECRET_KEY) problems.push('JWT_SECRET_KEY: required in production (32+ random characters)')
   if (config.DEBUG_MODE) problems.push('DEBUG_MODE: must be off in production')
@@ -158,6 +170,9 @@ function productionProblems (config: AppConfig): string[] {
   if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined && config.BOOTSTRAP_ADMIN_PASSWORD.length < 12) problems.push('BOOTSTRAP_ADMIN_PASSWORD: at least 12 characters in production')
   return problems
 }
+
+/** Whether /api-docs is served: API_DOCS_ENABLED when set, otherwise everywhere but production. */
+export const apiDocsEnabled = (config: AppConfig) => config.API_DOCS_ENABLED ?? config.NODE_ENV !== 'production'
 
 /** The API prefix, e.g. `/api/v1`. */
 export const apiPrefix = (config: AppConfig) => `/${config.MODE}`

@@ -3,17 +3,24 @@ import type { AppConfig } from '../config.ts'
 import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
 
 /**
- * `tsx db/create-admin.ts --email a@b.c [--password ...]`
+ * `tsx db/create-admin.ts --email a@b.c`
  *
  * Creates a super admin, or makes the existing account with that email one.
- * The password (only needed to create) comes from --password, then
- * CREATE_ADMIN_PASSWORD, then a hidden prompt when stdin is a terminal. There
- * is deliberately no master OTP or default password: this is the way in.
+ * The password (only needed to create) comes from CREATE_ADMIN_PASSWORD, else
+ * from stdin when it is not a terminal (`echo '...' | npm run create-admin --
+ * --email a@b.c`, read to its end, one final newline dropped), else from a
+ * hidden prompt on the terminal. Never from an argument: npm echoes the
+ * command line and `ps` shows it to every user of the host. It must pass the
+ * API's password policy (plugins/app/password-policy.ts). There is
+ * deliberately no master OTP or default password: this is the way in.
  *
  * Exit codes: 0 done, 1 failure (database, refused account), 2 bad usage.
  */
 
-const USAGE = 'usage: create-admin --email <address> [--password <password>]  (or CREATE_ADMIN_PASSWORD, or a prompt)'
+const USAGE = 'usage: create-admin --email <address>  (password from stdin, CREATE_ADMIN_PASSWORD, or a prompt)\n' +
+  "  e.g. printf '%s\\n' 'a long passphrase' | npm run create-admin -- --email you@example.com"
+const NO_PASSWORD_ARGUMENT = '--password is not accepted: npm echoes the command line and ps shows it to every user of the host. ' +
+  'Pipe the password on stdin instead, or run the command on a terminal to be asked for it.'
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/
 
 class UsageError extends Error {}
@@ -34,14 +41,18 @@ async function main (argv: string[]): Promise<number> {
     console.log(USAGE)
     return 0
   }
+  if (values.password !== undefined) {
+    console.error(`create-admin: ${NO_PASSWORD_ARGUMENT}\n${USAGE}`)
+    return 2
+  }
   if (!values.email || !EMAIL.test(values.email.trim())) {
     console.error(`create-admin: a valid --email is required\n${USAGE}`)
     return 2
   }
   // Loaded only now, so a usage error answers at once instead of after the
   // database drivers and the hashing library are loaded.
-  const [{ ConfigError, loadConfig }, { createOrPromoteSuperAdmin, findUserByEmail, normalizeEmail, SuperAdminError }, { openDatabase }, { migrateDatabase }, { seedDatabase }] =
-    await Promise.all([import('../config.ts'), import('./admin.ts'), import('./client.ts'), import('./migrate.ts'), import('./seed.ts')])
+  const [{ ConfigError, loadConfig }, { createOrPromoteSuperAdmin, findUserByEmail, normalizeEmail, SuperAdminError }, { openDatabase }, { migrateDatabase }, { seedDatabase }, { describePasswordProblem, passwordProblem }] =
+    await Promise.all([import('../config.ts'), import('./admin.ts'), import('./client.ts'), import('./migrate.ts'), import('./seed.ts'), import('../plugins/app/password-policy.ts')])
   const email = normalizeEmail(values.email)
 
   await loadDotenv()
@@ -55,16 +66,17 @@ async function main (argv: string[]): Promise<number> {
     }
     throw error
   }
+  const limits = { min: config.PASSWORD_MIN_LENGTH, max: config.PASSWORD_MAX_LENGTH }
   const checkPassword = (password: string) => {
-    if (password.length < config.PASSWORD_MIN_LENGTH || password.length > config.PASSWORD_MAX_LENGTH) {
-      throw new UsageError(`the password must have ${config.PASSWORD_MIN_LENGTH} to ${config.PASSWORD_MAX_LENGTH} characters`)
-    }
+    const problem = passwordProblem(password, limits)
+    if (problem) throw new UsageError(describePasswordProblem(problem, limits))
     return password
   }
   // A password that was given is checked before the database is opened, even
   // if the account turns out to exist (and the password is then not used).
-  const given = values.password ?? process.env.CREATE_ADMIN_PASSWORD
+  let given: string | undefined
   try {
+    given = process.env.CREATE_ADMIN_PASSWORD ?? (process.stdin.isTTY ? undefined : await readPiped())
     if (given !== undefined) checkPassword(given)
   } catch (error) {
     console.error(`create-admin: ${errorMessage(error)}`)
@@ -83,7 +95,7 @@ async function main (argv: string[]): Promise<number> {
     let password: string | undefined
     if (!existing) {
       password = given ?? (process.stdin.isTTY ? checkPassword(await promptNewPassword()) : undefined)
-      if (password === undefined) throw new UsageError('no account has this email yet; give a password with --password, CREATE_ADMIN_PASSWORD or on a terminal')
+      if (password === undefined) throw new UsageError('no account has this email yet; a password is needed: pipe it on stdin, set CREATE_ADMIN_PASSWORD or run on a terminal')
     }
     const result = await createOrPromoteSuperAdmin(handle.db, {
       email,
@@ -111,6 +123,14 @@ async function main (argv: string[]): Promise<number> {
   } finally {
     await handle.close()
   }
+}
+
+/** All of a piped stdin, less one final newline (what `echo` adds); undefined when nothing came. */
+async function readPiped (): Promise<string | undefined> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  const text = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
+  return text === '' ? undefined : text
 }
 
 async function promptNewPassword (): Promise<string> {

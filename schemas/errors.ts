@@ -71,6 +71,7 @@ export const errorCodes = {
   MEDIA_NOT_FOUND: { status: 404, description: 'No such file' },
   FILE_TYPE_NOT_ALLOWED: { status: 415, description: 'The file content is not an allowed type' },
   FILE_TOO_LARGE: { status: 413, description: 'The file is larger than its type allows' },
+  UPLOAD_QUOTA_EXCEEDED: { status: 413, description: 'The file would take your stored files past your storage quota; delete some first' },
   URL_NOT_ALLOWED: { status: 400, description: 'The URL is not http(s) or resolves to a non-public address' },
   URL_FETCH_FAILED: { status: 502, description: 'The URL could not be fetched' },
   STORAGE_ERROR: { status: 502, description: 'The storage backend failed' }

@@ -6,6 +6,7 @@ import fp from 'fastify-plugin'
 import Tinypool from 'tinypool'
 import { AppError } from '../../schemas/errors.ts'
 import type { HashParams, HashTask, VerifyResult, VerifyTask } from '../../workers/password.ts'
+import { commonPasswords, isTooLong, passwordProblem } from './password-policy.ts'
 
 /**
  * Password policy and hashing (SR-1 to SR-5, SR-7). Length and the common-password
@@ -63,36 +64,18 @@ export function unmatchableHash (params: HashParams): string {
   return `$argon2id$v=19$m=${params.memoryCost},t=${params.timeCost},p=${params.parallelism}$${b64(16)}$${b64(32)}`
 }
 
-let commonPasswords: Promise<ReadonlySet<string>> | undefined
-
-/** The zxcvbn-ts list of ~49,000 leaked passwords, lower-cased, loaded once per process. */
-export function loadCommonPasswords (): Promise<ReadonlySet<string>> {
-  commonPasswords ??= import('@zxcvbn-ts/language-common').then(({ dictionary }) =>
-    new Set(dictionary['passwords-common'].map((p) => p.toLowerCase())))
-  return commonPasswords
-}
-
-/**
- * Length in Unicode code points, which is what a person counts as characters (an
- * emoji is one). Only called on strings of at most 2 × max UTF-16 units.
- */
-const codePointLength = (password: string) => [...password].length
-
 export default fp(async (fastify) => {
   const config = fastify.config
   const min = config.PASSWORD_MIN_LENGTH
   const max = config.PASSWORD_MAX_LENGTH
   const params: HashParams = { memoryCost: config.ARGON2_MEMORY_KIB, timeCost: config.ARGON2_TIME_COST, parallelism: config.ARGON2_PARALLELISM }
-  const common = await loadCommonPasswords()
-
-  // A code point is at most two UTF-16 units, so a string longer than 2 × max
-  // units is too long without counting it (a 1 MiB body stays cheap).
-  const tooLong = (password: string) => password.length > max && (password.length > 2 * max || codePointLength(password) > max)
+  const common = commonPasswords()
+  const tooLong = (password: string) => isTooLong(password, max)
 
   function check (password: string): void {
-    if (tooLong(password)) throw new AppError('PASSWORD_TOO_LONG', { params: { min, max } })
-    if (codePointLength(password) < min) throw new AppError('PASSWORD_TOO_SHORT', { params: { min, max } })
-    if (common.has(password.toLowerCase())) throw new AppError('WEAK_PASSWORD')
+    const problem = passwordProblem(password, { min, max }, common)
+    if (problem === 'WEAK_PASSWORD') throw new AppError(problem)
+    if (problem) throw new AppError(problem, { params: { min, max } })
   }
 
   // A missing worker file (an incomplete build) fails the start, not the first login.

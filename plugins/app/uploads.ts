@@ -1,12 +1,13 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
-import { and, count, desc, eq, inArray, lt, or, type SQL } from 'drizzle-orm'
+import { and, count, desc, eq, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
 import { media, user, type Media, type MediaPurpose } from '../../db/schema/index.ts'
 import { AppError } from '../../schemas/errors.ts'
 import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../schemas/cursor.ts'
 import type { MediaView } from '../../schemas/media.ts'
 import type { AppConfig } from '../../config.ts'
+import type { Database } from '../../db/client.ts'
 
 // Loaded with the first upload: an instance that never receives one skips its parsers.
 let fileType: Promise<typeof import('file-type')> | undefined
@@ -83,7 +84,11 @@ export interface IngestInput {
   source: Readable
   ownerId: string
   originalName?: string
-  /** Content-Length the sender announced, if any: refused early when already too large. */
+  /**
+   * Bytes the file has at least, when the sender said so (a fetched URL's
+   * Content-Length; a form's, less its framing): refused before any byte is
+   * read when that is already past the type's limit or the owner's quota.
+   */
   declaredLength?: number
   /** True when the sender's stream was cut at the parser's limit. */
   truncated?: () => boolean
@@ -110,6 +115,8 @@ export interface UploadService {
   readonly maxBytes: number
   /** Detects, checks, streams into storage and records one file. */
   ingest: (input: IngestInput) => Promise<Media>
+  /** Bytes of the owner's uploaded media (profile pictures not counted): what UPLOAD_QUOTA_BYTES_PER_USER bounds. */
+  usedBytes: (ownerId: string) => Promise<number>
   /** Reads a whole (small) upload into memory, refusing it past `maxBytes`. */
   readSmall: (source: Readable, maxBytes: number, truncated?: () => boolean) => Promise<Buffer>
   view: (row: Media) => Promise<MediaView>
@@ -131,6 +138,15 @@ declare module 'fastify' {
 
 const tooLarge = (category: FileCategory, maxBytes: number) =>
   new AppError('FILE_TOO_LARGE', { details: { category, max_bytes: maxBytes } })
+
+const overQuota = (quota: number, used: number) =>
+  new AppError('UPLOAD_QUOTA_EXCEEDED', { details: { quota_bytes: quota, used_bytes: used } })
+
+async function usedBytesOf (db: Database, ownerId: string): Promise<number> {
+  const [{ used }] = await db.select({ used: sql<string>`coalesce(sum(${media.size_bytes}), 0)` }).from(media)
+    .where(and(eq(media.user_id, ownerId), eq(media.purpose, 'media')))
+  return Number(used)
+}
 
 /** An error of the sender's stream: ours pass through, the parser's size limit is FILE_TOO_LARGE, anything else a cut upload. */
 function senderError (error: unknown, category: FileCategory | undefined, maxBytes: number): AppError {
@@ -167,9 +183,31 @@ export default fp(async (fastify) => {
   // Milliseconds, like the cursors that carry it: PostgreSQL's microseconds would make keyset pages skip rows.
   const now = () => new Date(fastify.now())
 
+  const quota = fastify.config.UPLOAD_QUOTA_BYTES_PER_USER
+
+  /**
+   * The quota (SR-37's owner is the unit) is checked three times: before any
+   * byte is read (used + declared length), while the body streams (the meter
+   * stops at the bytes left), and when the row is written, under a lock on the
+   * owner's user row. The last check is the one that holds: parallel uploads
+   * of one owner all pass the first two, then take the lock one at a time,
+   * each seeing the sizes of those committed before it; the one that would go
+   * past the quota is refused and its object deleted. No counter to drift, on
+   * either stack; the cost is that racing uploads may be streamed in full
+   * before the loser is refused.
+   */
   async function ingest (input: IngestInput): Promise<Media> {
     const iterator = input.source[Symbol.asyncIterator]() as AsyncIterator<Buffer>
     const abandon = () => { input.source.destroy() }
+    let remaining = Infinity
+    if (quota > 0) {
+      const used = await usedBytesOf(db(), input.ownerId)
+      remaining = quota - used
+      if (remaining <= 0 || (input.declaredLength ?? 0) > remaining) {
+        abandon()
+        throw overQuota(quota, used)
+      }
+    }
     let head: Buffer
     let ended: boolean
     try {
@@ -198,6 +236,7 @@ export default fp(async (fastify) => {
         while (chunk !== undefined) {
           size += chunk.length
           if (size > limit) throw tooLarge(type!.category, limit)
+          if (size > remaining) throw overQuota(quota, quota - remaining)
           hash.update(chunk)
           yield chunk
           if (ended) break
@@ -216,19 +255,26 @@ export default fp(async (fastify) => {
     const key = `media/${randomUUID()}.${type.ext}`
     await fastify.storage.put(key, Readable.from(metered()), { contentType: detected.mime })
     try {
-      const [row] = await db().insert(media).values({
-        user_id: input.ownerId,
-        storage_driver: fastify.storage.driver.name,
-        object_key: key,
-        mime_type: detected.mime,
-        extension: type.ext,
-        size_bytes: size,
-        checksum_sha256: hash.digest('hex'),
-        original_name: displayName(input.originalName),
-        purpose: 'media',
-        created_at: now()
-      }).returning()
-      return row
+      return await db().transaction(async (tx) => {
+        if (quota > 0) {
+          await tx.select({ id: user.user_id }).from(user).where(eq(user.user_id, input.ownerId)).for('update')
+          const used = await usedBytesOf(tx, input.ownerId)
+          if (used + size > quota) throw overQuota(quota, used)
+        }
+        const [row] = await tx.insert(media).values({
+          user_id: input.ownerId,
+          storage_driver: fastify.storage.driver.name,
+          object_key: key,
+          mime_type: detected.mime,
+          extension: type.ext,
+          size_bytes: size,
+          checksum_sha256: hash.digest('hex'),
+          original_name: displayName(input.originalName),
+          purpose: 'media',
+          created_at: now()
+        }).returning()
+        return row
+      })
     } catch (error) {
       // No object without its row: an orphan could never be listed or deleted.
       await fastify.storage.delete(key).catch((err: unknown) => fastify.log.error({ err, key }, 'could not remove the object of a failed upload'))
@@ -406,5 +452,7 @@ export default fp(async (fastify) => {
     return { deleted: gone.length, failed: rows.length - gone.length }
   }
 
-  fastify.decorate('uploads', { limits, maxBytes, ingest, readSmall, view, list, findById, remove, setProfilePicture, removeAllForUser })
+  const usedBytes = (ownerId: string) => usedBytesOf(db(), ownerId)
+
+  fastify.decorate('uploads', { limits, maxBytes, ingest, usedBytes, readSmall, view, list, findById, remove, setProfilePicture, removeAllForUser })
 }, { name: 'uploads', dependencies: ['db', 'storage', 'images', 'sessions'] })

@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { readFileSync } from 'node:fs'
 import { sharedSchemas } from '../../schemas/index.ts'
+import { apiDocsEnabled } from '../../config.ts'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string, version: string, description: string }
 
@@ -10,9 +11,12 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
  * OpenAPI 3 generated from the route schemas; Swagger UI at /api-docs, JSON at
  * /api-docs/json. Shared schemas carry `$id`s, which become component names.
  * The server entry is relative so "Try it out" stays on the page's origin.
+ * Off by default in production (API_DOCS_ENABLED): the document maps every
+ * route and permission for whoever asks; then /api-docs is a plain 404.
  */
 export default fp(async (fastify) => {
   for (const schema of sharedSchemas) fastify.addSchema(schema)
+  if (!apiDocsEnabled(fastify.config)) return
   const tokenUrl = `/${fastify.config.MODE}/token`
   await fastify.register(swagger, {
     openapi: {

@@ -25,13 +25,19 @@ const target: Record<string, string> = database?.url
   ? { DATABASE_URL: database.url }
   : { DATA_DIR: path.join(cwd, 'data') }
 
-function createAdmin (args: string[], env: Record<string, string> = {}) {
+/** Runs the CLI with `stdin` piped in (nothing: an empty pipe, as from /dev/null). */
+function createAdmin (args: string[], env: Record<string, string> = {}, stdin = '') {
+  return runTsx(path.join(root, 'db', 'create-admin.ts'), args, { NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1', ...target, ...env }, stdin)
+}
+
+function runTsx (file: string, args: string[], env: Record<string, string>, stdin = '') {
   return new Promise<{ code: number | null, stdout: string, stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ['--import', tsx, path.join(root, 'db', 'create-admin.ts'), ...args], {
+    const child = spawn(process.execPath, ['--import', tsx, file, ...args], {
       cwd,
-      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1', ...target, ...env },
-      stdio: ['ignore', 'pipe', 'pipe']
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['pipe', 'pipe', 'pipe']
     })
+    child.stdin.end(stdin)
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => { stdout += d })
@@ -61,11 +67,12 @@ async function isSuperAdmin (db: Database, email: string): Promise<boolean> {
 t.test('creates a super admin, promotes an existing user, then says it is already one', async (t) => {
   await withDatabase((db) => db.insert(user).values({ email: 'member@example.com', password: 'their-hash' }))
 
-  const created = await createAdmin(['--email', 'Admin@Example.com', '--password', 'correct horse battery staple'])
+  // As `echo 'correct horse battery staple' | npm run create-admin -- --email ...` sends it.
+  const created = await createAdmin(['--email', 'Admin@Example.com'], {}, 'correct horse battery staple\n')
   t.equal(created.code, 0, created.stderr)
   t.match(created.stdout.trim(), /^created super admin admin@example\.com \([0-9a-f-]{36}\)$/)
 
-  const promoted = await createAdmin(['--email', 'MEMBER@example.com', '--password', 'ignored password here'])
+  const promoted = await createAdmin(['--email', 'MEMBER@example.com'], {}, 'ignored password here')
   t.equal(promoted.code, 0, promoted.stderr)
   t.match(promoted.stdout, /^promoted member@example\.com .* to super admin; its password was not changed$/m)
 
@@ -78,7 +85,7 @@ t.test('creates a super admin, promotes an existing user, then says it is alread
 
   await withDatabase(async (db) => {
     const [admin] = await db.select().from(user).where(eq(user.email, 'admin@example.com'))
-    t.ok(await verifyPassword(admin.password!, 'correct horse battery staple'), 'the new admin\'s password verifies')
+    t.ok(await verifyPassword(admin.password!, 'correct horse battery staple'), 'the new admin\'s password verifies, without echo\'s newline')
     t.ok(await isSuperAdmin(db, 'admin@example.com'))
     const [member] = await db.select().from(user).where(eq(user.email, 'member@example.com'))
     t.equal(member.password, 'their-hash', 'the promoted account keeps its password')
@@ -106,7 +113,43 @@ t.test('usage errors exit 2 with one clear line', postgresOnly, async (t) => {
   const noPassword = await createAdmin(['--email', 'new@example.com'])
   t.equal(noPassword.code, 2, 'no password and no terminal to ask on')
   t.match(noPassword.stderr, /a password is needed|give a password/)
-  const short = await createAdmin(['--email', 'new@example.com', '--password', 'short'])
+  const short = await createAdmin(['--email', 'new@example.com'], {}, 'short\n')
   t.equal(short.code, 2)
   t.match(short.stderr, /the password must have 8 to 128 characters/)
+})
+
+t.test('SR-1, SR-4: the API\'s password policy applies; a password is never taken from the command line', postgresOnly, async (t) => {
+  const argument = await createAdmin(['--email', 'arg@example.com', '--password', 'correct horse battery staple'])
+  t.equal(argument.code, 2, '--password is refused')
+  t.match(argument.stderr, /--password is not accepted/)
+  t.match(argument.stderr, /Pipe the password on stdin/, 'and the way to do it is explained')
+  t.notMatch(argument.stdout, /created/)
+
+  for (const weak of ['password', 'Password1', 'qwertyuiop']) {
+    const refused = await createAdmin(['--email', 'weak@example.com'], {}, `${weak}\n`)
+    t.equal(refused.code, 2, `${weak}: refused like the API refuses it (WEAK_PASSWORD)`)
+    t.match(refused.stderr, /on the list of common passwords/)
+  }
+  const fromEnv = await createAdmin(['--email', 'weak@example.com'], { CREATE_ADMIN_PASSWORD: 'password' })
+  t.equal(fromEnv.code, 2, 'CREATE_ADMIN_PASSWORD too')
+  const tooLong = await createAdmin(['--email', 'weak@example.com'], { PASSWORD_MAX_LENGTH: '20' }, 'a'.repeat(21))
+  t.equal(tooLong.code, 2)
+  t.match(tooLong.stderr, /8 to 20 characters/, 'PASSWORD_MAX_LENGTH applies')
+  const emoji = await createAdmin(['--email', 'emoji@example.com'], {}, '🔑🔑🔑🔑🔑🔑🔑🔑')
+  t.equal(emoji.code, 0, 'eight emoji are eight characters (SR-3)')
+  await withDatabase(async (db) => {
+    t.same((await db.select().from(user).where(eq(user.email, 'weak@example.com'))), [], 'no account was made with a refused password')
+    t.equal((await db.select().from(user).where(eq(user.email, 'arg@example.com'))).length, 0)
+  })
+})
+
+t.test('BOOTSTRAP_ADMIN_PASSWORD: a password the policy refuses stops the start with one clear line', postgresOnly, async (t) => {
+  const started = await runTsx(path.join(root, 'server.ts'), [], {
+    NODE_ENV: 'test', PORT: '0', ...target, BOOTSTRAP_ADMIN_EMAIL: 'boot@example.com', BOOTSTRAP_ADMIN_PASSWORD: 'password123'
+  })
+  t.equal(started.code, 1)
+  t.match(started.stderr, /^config: BOOTSTRAP_ADMIN_PASSWORD: the password is on the list of common passwords; choose another$/m)
+  await withDatabase(async (db) => {
+    t.same(await db.select().from(user).where(eq(user.email, 'boot@example.com')), [], 'nothing was created')
+  })
 })

@@ -36,7 +36,9 @@ t.test('STORAGE_DRIVER=gcs: uploads, signed URLs, health, deletes (and their fai
   const gcs = await startFakeGcs('app-bucket')
   t.teardown(() => gcs.close())
   process.env.GOOGLE_APPLICATION_CREDENTIALS = await credentialsFile(t)
-  const ctx = await buildContext(t, { STORAGE_DRIVER: 'gcs', GOOGLE_STORAGE_BUCKET_NAME: 'app-bucket', GCS_API_ENDPOINT: gcs.url, STORAGE_SIGNED_URL_TTL_SECONDS: '900' })
+  // The app's clock runs ahead on demand: the storage probe's result is kept for STORAGE_HEALTH_CACHE_SECONDS.
+  let ahead = 0
+  const ctx = await buildContext(t, { STORAGE_DRIVER: 'gcs', GOOGLE_STORAGE_BUCKET_NAME: 'app-bucket', GCS_API_ENDPOINT: gcs.url, STORAGE_SIGNED_URL_TTL_SECONDS: '900' }, { now: () => Date.now() + ahead })
   const { app } = ctx
   const account = await createUser(app)
   const headers = bearer((await login(app, account.email!)).access_token)
@@ -89,6 +91,7 @@ t.test('STORAGE_DRIVER=gcs: uploads, signed URLs, health, deletes (and their fai
   t.equal([...gcs.objects.keys()].filter((k) => k.startsWith('profile-pictures/')).length, 2, 'picture and thumbnail in the bucket')
 
   gcs.failNext('GET', 403)
+  ahead += 30_000
   const down = await app.inject({ method: 'GET', url: '/api/v1/health/storage' })
   t.equal(down.statusCode, 503, 'health fails when the bucket refuses us')
 

@@ -264,15 +264,32 @@ t.test('a storage failure on delete is reported (502) and keeps the row; a missi
   t.ok(existsSync(path.join(uploadsDir, keepRow.object_key)))
 })
 
-t.test('P/health/storage checks the configured driver', async (t) => {
-  const { app } = await setup(t)
-  const res = await app.inject({ method: 'GET', url: '/api/v1/health/storage' })
+t.test('P/health/storage checks the configured driver, at most once per STORAGE_HEALTH_CACHE_SECONDS', async (t) => {
+  let clock = Date.now()
+  const { app } = await setup(t, { STORAGE_HEALTH_CACHE_SECONDS: '30' }, { now: () => clock })
+  const driver = app.storage.driver
+  const realCheck = driver.check.bind(driver)
+  let probes = 0
+  driver.check = async () => { probes++; return realCheck() }
+  const health = () => app.inject({ method: 'GET', url: '/api/v1/health/storage' })
+
+  const res = await health()
   t.equal(res.statusCode, 200)
-  t.match(res.json().data, { status: 'up', driver: 'local' })
-  app.storage.driver.check = async () => { throw new Error('disk full') }
-  const down = await app.inject({ method: 'GET', url: '/api/v1/health/storage' })
-  t.equal(down.statusCode, 503)
+  t.match(res.json().data, { status: 'up', driver: 'local', checked_at: new Date(clock).toISOString() })
+  // A public route: a flood of calls, in parallel and in a row, probes no more.
+  const flood = await Promise.all(Array.from({ length: 20 }, health))
+  for (let i = 0; i < 10; i++) flood.push(await health())
+  t.ok(flood.every((r) => r.statusCode === 200))
+  t.equal(probes, 1, 'one probe for 31 calls within the period')
+
+  driver.check = async () => { probes++; throw new Error('disk full') }
+  clock += 29_000
+  t.equal((await health()).statusCode, 200, 'still the cached result')
+  clock += 1_000
+  const down = await health()
+  t.equal(down.statusCode, 503, 'a new period probes again')
   t.equal(down.json().error.code, 'SERVICE_UNAVAILABLE')
+  t.equal(probes, 2)
 })
 
 t.test('a refused upload closes the connection (the rest of its body would go into a dead socket); other answers keep it', async (t) => {

@@ -21,14 +21,32 @@ const MultipartUpload = Type.Object({
 
 const mediaType = (header: string | undefined) => (header ?? '').split(';')[0].trim().toLowerCase()
 
+/**
+ * What a multipart form may add around its file: field parts (the parser allows
+ * 10 of 4 KiB) and part headers. A form's Content-Length less this is a size the
+ * file certainly reaches, so a file past the quota is refused unread.
+ */
+const FORM_FRAMING_BYTES = 64 * 1024
+
 const FileFolder = Type.Union([Type.Literal('media'), Type.Literal('profile-pictures')])
 
 const upload: FastifyPluginAsyncTypebox = async (fastify) => {
   await fastify.register(multipartForms)
 
+  // Per user, on top of the global per-IP limit (which keeps counting this route,
+  // so unauthenticated floods are limited too). @fastify/rate-limit's limiter, in
+  // its shared store; a route `config.rateLimit` would replace the per-IP one.
+  const perUser = fastify.createRateLimit({
+    max: fastify.config.UPLOAD_RATE_LIMIT_PER_MINUTE,
+    timeWindow: 60_000,
+    keyGenerator: (request) => `upload-media:${request.auth!.userId}`
+  })
+
   fastify.post('/media', {
     config: { permissions: ['add_upload'] },
     preValidation: async (request) => {
+      const limit = await perUser(request)
+      if (!limit.isAllowed && limit.isExceeded) throw new AppError('RATE_LIMITED', { retryAfter: Math.max(1, limit.ttlInSeconds) })
       // Multipart bodies are streamed by the handler, not parsed: validate them as an empty form.
       if (request.isMultipart()) request.body ??= {}
       // Only these two have a schema; any other body type the server can parse (text) is refused.
@@ -40,7 +58,9 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Upload a file (multipart) or have the server fetch a URL',
       description: 'multipart/form-data with one file part, or JSON `{ "url": "https://..." }`. The type is detected from the content ' +
-        '(images, video, PDF, office documents) and each type has its own size limit (413 FILE_TOO_LARGE). URL fetches follow at most ' +
+        '(images, video, PDF, office documents) and each type has its own size limit (413 FILE_TOO_LARGE). The sizes of your files ' +
+        'together are bounded by UPLOAD_QUOTA_BYTES_PER_USER (413 UPLOAD_QUOTA_EXCEEDED); UPLOAD_RATE_LIMIT_PER_MINUTE uploads per minute ' +
+        'per user (429 RATE_LIMITED). URL fetches follow at most ' +
         'UPLOAD_URL_MAX_REDIRECTS redirects, within UPLOAD_URL_TIMEOUT_MS, and only to public addresses (400 URL_NOT_ALLOWED).',
       body: {
         content: {
@@ -57,7 +77,9 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
     if (request.isMultipart()) {
       const part = await request.file()
       if (!part) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/file', message: 'must contain one file part' }] })
-      row = await fastify.uploads.ingest({ source: part.file, ownerId, originalName: part.filename, truncated: () => part.file.truncated })
+      const formLength = Number(request.headers['content-length'])
+      const declaredLength = Number.isSafeInteger(formLength) && formLength > FORM_FRAMING_BYTES ? formLength - FORM_FRAMING_BYTES : undefined
+      row = await fastify.uploads.ingest({ source: part.file, ownerId, originalName: part.filename, declaredLength, truncated: () => part.file.truncated })
       source = { source: 'multipart' }
     } else {
       const { url } = request.body as { url: string }
