@@ -50,6 +50,8 @@ export const ConfigSchema = Type.Object({
   TRUST_PROXY: Str('', 'Proxies whose X-Forwarded-For is honoured: comma-separated IPs/CIDRs, or a hop count; empty = none'),
   CORS_ORIGINS: Str('', 'Comma-separated allow-list of browser origins; empty = no cross-origin access'),
   BODY_LIMIT_BYTES: Int(1048576, 'Largest JSON/form body accepted (bytes); larger gets 413', 1024),
+  HEADERS_TIMEOUT_MS: Int(15000, 'Longest wait for a request\'s complete headers; past it the connection gets 408 and is closed (slow-header clients). At most REQUEST_TIMEOUT_MS', 1000, 600000),
+  REQUEST_TIMEOUT_MS: Int(120000, 'Longest wait for a whole request, headers and body (uploads included); past it the connection gets 408 and is closed (slow-body clients). Raise it for large uploads over slow links', 1000, 3600000),
   STORAGE_DRIVER: Type.Union([Type.Literal('local'), Type.Literal('gcs')], { default: 'local', description: 'Where uploaded files are kept: local = DATA_DIR/uploads (served back through signed URLs), gcs = Google Cloud Storage' }),
   GOOGLE_STORAGE_BUCKET_NAME: OptStr('Cloud Storage bucket of STORAGE_DRIVER=gcs; credentials from GOOGLE_APPLICATION_CREDENTIALS or the ambient service account'),
   GCS_API_ENDPOINT: OptStr('Cloud Storage API endpoint override (emulators, tests), e.g. http://127.0.0.1:4443; requests to it are not authenticated'),
@@ -145,6 +147,7 @@ function productionProblems (config: AppConfig): string[] {
   if (config.JWT_SECRET_KEY !== undefined && config.JWT_SECRET_KEY.length < 32) {
     problems.push('JWT_SECRET_KEY: must be at least 32 characters')
   }
+  if (config.HEADERS_TIMEOUT_MS > config.REQUEST_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS (Node refuses it)')
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
   if (config.NODE_ENV !== 'production') return problems
   if (!config.JWT_SECRET_KEY) problems.push('JWT_SECRET_KEY: required in production (32+ random characters)')
