@@ -1,14 +1,20 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
+import type { Server } from 'node:http'
+import Fastify, { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Bindings, ChildLoggerOptions } from 'pino'
 import autoload from '@fastify/autoload'
 import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-stringify-compiler'
 import ValidatorSelector, { type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { PGlite } from '@electric-sql/pglite'
+import type { Duplex } from 'node:stream'
 import { apiPrefix, type AppConfig } from './config.ts'
+import { securityHeaders } from './plugins/external/helmet.ts'
+import { translate } from './plugins/app/i18n.ts'
+import { defaultLanguage } from './i18n/index.ts'
+import { AppError } from './schemas/errors.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 // Autoload must know it may import .ts files when we run from source (tsx, tap).
@@ -45,7 +51,7 @@ export const redactPaths = [
   '*.access_token', '*.refresh_token', '*.session_token', '*.token'
 ]
 
-export function serverOptions (config: AppConfig): FastifyServerOptions {
+export function serverOptions (config: AppConfig): FastifyHttpOptions<Server> {
   return {
     logger: {
       level: config.LOG_LEVEL,
@@ -54,6 +60,15 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
     childLoggerFactory: lazyChildLogger,
     trustProxy: parseTrustProxy(config.TRUST_PROXY) as FastifyServerOptions['trustProxy'],
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Slow clients (slowloris): a request whose headers, or headers and body, take
+    // longer than these gets 408 and its connection is closed. Node checks every
+    // open connection once per connectionsCheckingInterval (default 30 s), so the
+    // check runs each second to keep the limits close to what is configured.
+    // requestTimeout is set twice: Fastify assigns its own option after creating
+    // the server, and Node validates headersTimeout against it at creation.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: { requestTimeout: config.REQUEST_TIMEOUT_MS, headersTimeout: config.HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
+    clientErrorHandler,
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
@@ -69,6 +84,36 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
     return503OnClosing: false,
     pluginTimeout: 60_000
   }
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }
+let staticHeaders: string | undefined
+
+/**
+ * Node's connection-level errors, answered before any Fastify request exists.
+ * A request timeout (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS) gets the 408 error
+ * envelope with the security headers and a fresh request id; the connection is
+ * then closed. Other client errors keep Fastify's default answers.
+ */
+export function clientErrorHandler (error: NodeJS.ErrnoException, socket: Duplex) {
+  // A reset or already closed connection: nobody to answer.
+  if (error.code === 'ECONNRESET' || socket.destroyed) return
+  const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (socket.writable && !pending?.headersSent) {
+    const status = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : error.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400
+    let body: string
+    let extra = ''
+    if (status === 408) {
+      const id = randomUUID()
+      body = JSON.stringify({ success: false, error: { id, code: 'REQUEST_TIMEOUT', message: translate(defaultLanguage, 'errors.REQUEST_TIMEOUT'), timestamp: new Date().toISOString() } })
+      staticHeaders ??= Object.entries(securityHeaders()).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+      extra = `${staticHeaders}X-Request-Id: ${id}\r\nContent-Language: ${defaultLanguage}\r\nCache-Control: no-store\r\n`
+    } else {
+      body = JSON.stringify({ error: STATUS_TEXT[status], message: status === 431 ? 'Exceeded maximum allowed HTTP header size' : 'Client Error', statusCode: status })
+    }
+    socket.write(`HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nConnection: close\r\n${extra}Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  }
+  socket.destroy(error)
 }
 
 /**
@@ -169,6 +214,7 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   fastify.decorate('deps', opts.deps ?? {})
   fastify.decorate('now', opts.deps?.now ?? Date.now)
   drainOnClose(fastify)
+  jsonBodies(fastify)
 
   // indexPattern matches nothing: by default an index.ts makes autoload skip every
   // sibling file, and route folders hold several files (health/index.ts + storage.ts).
@@ -182,6 +228,47 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
 
 // fp: the error and not-found handlers set inside apply to the root instance.
 export default fp(app, { name: 'app' })
+
+/**
+ * JSON bodies, Fastify's parser with two answers of its own:
+ * - an empty body (`Content-Type: application/json` and nothing else, as fetch
+ *   and axios send on a bodiless POST) is no body: the route's schema decides,
+ *   as it does for a request without Content-Type;
+ * - a `__proto__` key, or `constructor.prototype` (valid JSON, refused against
+ *   prototype poisoning), is a 400 VALIDATION_ERROR naming the key, not "not
+ *   valid JSON".
+ */
+function jsonBodies (fastify: FastifyInstance) {
+  const parse = fastify.getDefaultJsonParser('error', 'error')
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body.length === 0) return done(null, undefined)
+    parse(request, body as string, (error, value) => {
+      const key = error ? forbiddenKey(body as string) : undefined
+      if (key === undefined) return done(error, value)
+      done(new AppError('VALIDATION_ERROR', { details: [{ field: 'body', message: request.t('validation.forbiddenKey', { key }), forbidden_key: key }] }), undefined)
+    })
+  })
+}
+
+/**
+ * Why JSON the parser refused is refused: the poisoning key it holds, or
+ * undefined when it is not JSON at all. Runs only on refused bodies.
+ */
+function forbiddenKey (body: string): string | undefined {
+  let found: string | undefined
+  try {
+    // JSON.parse defines a "__proto__" key as an own property: it does not poison.
+    JSON.parse(body, (name, value: unknown) => {
+      if (name === '__proto__') found ??= '__proto__'
+      else if (name === 'constructor' && value !== null && typeof value === 'object' && 'prototype' in value) found ??= 'constructor.prototype'
+      return value
+    })
+  } catch {
+    return undefined
+  }
+  return found
+}
 
 /**
  * Graceful close (SR-42): Node's server.close() closes only the keep-alive

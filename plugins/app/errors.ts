@@ -2,6 +2,8 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import findMyWay from 'find-my-way'
 import { AppError, errorCodes, type ErrorCode } from '../../schemas/errors.ts'
+import { catalogs, defaultLanguage, type Language } from '../../i18n/index.ts'
+import { translate } from './i18n.ts'
 
 /**
  * One place turns every failure into the error envelope of API.md:
@@ -31,19 +33,61 @@ export function isDependencyDown (error: unknown): boolean {
   return cause !== undefined && cause !== error ? isDependencyDown(cause) : false
 }
 
-/** Maps any thrown value to an AppError with a stable code. */
-export function toAppError (error: unknown): AppError {
+interface AjvError { keyword: string, instancePath?: string, schemaPath?: string, params?: Record<string, unknown>, message?: string }
+
+const listed = (values: unknown[]) => values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(', ')
+
+/**
+ * Ajv's errors as `details`, one entry per problem, each message from the
+ * catalog key `validation.<keyword>` in the caller's language (Ajv's English
+ * one for a keyword without a key). A TypeBox union of literals is an `anyOf`
+ * of `const`: Ajv reports "must be equal to constant" per member and then
+ * "must match a schema in anyOf"; those collapse into one "must be one of: …"
+ * entry with the `allowed` values. `required` and `additionalProperties` name
+ * the field itself rather than the object holding it.
+ */
+export function validationDetails (errors: AjvError[], context: string, lang: Language = defaultLanguage) {
+  const absorbed = new Set<AjvError>()
+  const unions = new Map<AjvError, unknown[]>()
+  for (const error of errors) {
+    if (error.keyword !== 'anyOf' || error.schemaPath === undefined) continue
+    const branches = errors.filter((b) => b !== error && b.instancePath === error.instancePath && b.schemaPath?.startsWith(`${error.schemaPath}/`))
+    if (branches.length > 0 && branches.every((b) => b.keyword === 'const')) {
+      for (const b of branches) absorbed.add(b)
+      unions.set(error, branches.map((b) => b.params?.allowedValue))
+    }
+  }
+  return errors.filter((error) => !absorbed.has(error)).map((error) => {
+    const params = error.params ?? {}
+    let field = `${context}${error.instancePath ?? ''}`.replace(/\/$/, '')
+    let keyword = error.keyword
+    let allowed: unknown[] | undefined
+    const values: Record<string, string | number> = {}
+    for (const [name, value] of Object.entries(params)) values[name] = typeof value === 'string' || typeof value === 'number' ? value : JSON.stringify(value)
+    if (unions.has(error)) {
+      keyword = 'enum'
+      allowed = unions.get(error)
+    } else if (keyword === 'enum') allowed = params.allowedValues as unknown[]
+    else if (keyword === 'const') allowed = [params.allowedValue]
+    if (allowed) values.allowed = listed(allowed)
+    if (keyword === 'required') field = `${field}/${String(params.missingProperty)}`
+    if (keyword === 'additionalProperties') field = `${field}/${String(params.additionalProperty)}`
+    const key = `validation.${keyword}`
+    return {
+      field,
+      message: key in catalogs.en ? translate(lang, key, values) : error.message,
+      ...(keyword === 'additionalProperties' ? { unknown_field: params.additionalProperty } : {}),
+      ...(allowed ? { allowed } : {})
+    }
+  })
+}
+
+/** Maps any thrown value to an AppError with a stable code; validation details are in `lang`. */
+export function toAppError (error: unknown, lang: Language = defaultLanguage): AppError {
   if (error instanceof AppError) return error
   const e = error as FastifyError & { validation?: unknown[], type?: string }
   if (e?.validation) {
-    return new AppError('VALIDATION_ERROR', {
-      details: (e.validation as Array<{ instancePath?: string, message?: string, params?: Record<string, unknown> }>).map((v) => ({
-        field: `${e.validationContext ?? 'body'}${v.instancePath ?? ''}`.replace(/\/$/, ''),
-        message: v.message,
-        ...(v.params && 'additionalProperty' in v.params ? { unknown_field: v.params.additionalProperty } : {}),
-        ...(v.params && 'allowedValues' in v.params ? { allowed: v.params.allowedValues } : {})
-      }))
-    })
+    return new AppError('VALIDATION_ERROR', { details: validationDetails(e.validation as AjvError[], e.validationContext ?? 'body', lang) })
   }
   switch (e?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -106,7 +150,7 @@ export default fp(async (fastify) => {
   }
 
   fastify.setErrorHandler((raw, request, reply) => {
-    const error = toAppError(raw)
+    const error = toAppError(raw, request.lang)
     if (error.statusCode >= 500) {
       if (error.code === 'SERVICE_UNAVAILABLE') request.log.warn({ err: raw }, 'dependency unavailable')
       else {
