@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
 import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import type { Server } from 'node:http'
+import Fastify, { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Bindings, ChildLoggerOptions } from 'pino'
 import autoload from '@fastify/autoload'
@@ -14,6 +15,7 @@ import { apiPrefix, type AppConfig } from './config.ts'
 import { checkInput } from './schemas/boundary.ts'
 import { clientErrorHandler, frameworkErrors } from './plugins/app/errors.ts'
 import { redactUrl } from './plugins/app/redact.ts'
+import { AppError } from './schemas/errors.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 // Autoload must know it may import .ts files when we run from source (tsx, tap).
@@ -68,7 +70,7 @@ export const logSerializers = {
   })
 }
 
-export function serverOptions (config: AppConfig): FastifyServerOptions {
+export function serverOptions (config: AppConfig): FastifyHttpOptions<Server> {
   return {
     logger: {
       level: config.LOG_LEVEL,
@@ -78,6 +80,14 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
     childLoggerFactory: lazyChildLogger,
     trustProxy: parseTrustProxy(config.TRUST_PROXY) as FastifyServerOptions['trustProxy'],
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Slow clients (slowloris): a request whose headers, or headers and body, take
+    // longer than these gets 408 and its connection is closed. Node checks every
+    // open connection once per connectionsCheckingInterval (default 30 s), so the
+    // check runs each second to keep the limits close to what is configured.
+    // requestTimeout is set twice: Fastify assigns its own option after creating
+    // the server, and Node validates headersTimeout against it at creation.
+    requestTimeout: config.REQUEST_TIMEOUT_MS,
+    http: { requestTimeout: config.REQUEST_TIMEOUT_MS, headersTimeout: config.HEADERS_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     genReqId: (req) => {
       const incoming = req.headers['x-request-id']
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
@@ -225,6 +235,7 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
   fastify.decorate('now', opts.deps?.now ?? Date.now)
   fastify.decorate('lifecycle', { draining: false })
   drainOnClose(fastify)
+  jsonBodies(fastify)
 
   // indexPattern matches nothing: by default an index.ts makes autoload skip every
   // sibling file, and route folders hold several files (health/index.ts + storage.ts).
@@ -238,6 +249,47 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify, opts) => {
 
 // fp: the error and not-found handlers set inside apply to the root instance.
 export default fp(app, { name: 'app' })
+
+/**
+ * JSON bodies, Fastify's parser with two answers of its own:
+ * - an empty body (`Content-Type: application/json` and nothing else, as fetch
+ *   and axios send on a bodiless POST) is no body: the route's schema decides,
+ *   as it does for a request without Content-Type;
+ * - a `__proto__` key, or `constructor.prototype` (valid JSON, refused against
+ *   prototype poisoning), is a 400 VALIDATION_ERROR naming the key, not "not
+ *   valid JSON".
+ */
+function jsonBodies (fastify: FastifyInstance) {
+  const parse = fastify.getDefaultJsonParser('error', 'error')
+  fastify.removeContentTypeParser('application/json')
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body.length === 0) return done(null, undefined)
+    parse(request, body as string, (error, value) => {
+      const key = error ? forbiddenKey(body as string) : undefined
+      if (key === undefined) return done(error, value)
+      done(new AppError('VALIDATION_ERROR', { details: [{ field: 'body', message: request.t('validation.forbiddenKey', { key }), forbidden_key: key }] }), undefined)
+    })
+  })
+}
+
+/**
+ * Why JSON the parser refused is refused: the poisoning key it holds, or
+ * undefined when it is not JSON at all. Runs only on refused bodies.
+ */
+function forbiddenKey (body: string): string | undefined {
+  let found: string | undefined
+  try {
+    // JSON.parse defines a "__proto__" key as an own property: it does not poison.
+    JSON.parse(body, (name, value: unknown) => {
+      if (name === '__proto__') found ??= '__proto__'
+      else if (name === 'constructor' && value !== null && typeof value === 'object' && 'prototype' in value) found ??= 'constructor.prototype'
+      return value
+    })
+  } catch {
+    return undefined
+  }
+  return found
+}
 
 /**
  * Graceful close (SR-42): Node's server.close() closes only the keep-alive

@@ -51,6 +51,8 @@ export const ConfigSchema = Type.Object({
   TRUST_PROXY: Str('', 'Proxies whose X-Forwarded-For is honoured: comma-separated IPs/CIDRs, or a hop count; empty = none'),
   CORS_ORIGINS: Str('', 'Comma-separated allow-list of browser origins; empty = no cross-origin access'),
   BODY_LIMIT_BYTES: Int(1048576, 'Largest JSON/form body accepted (bytes); larger gets 413', 1024),
+  HEADERS_TIMEOUT_MS: Int(15000, 'Longest wait for a request\'s complete headers; past it the connection gets 408 and is closed (slow-header clients). At most REQUEST_TIMEOUT_MS', 1000, 600000),
+  REQUEST_TIMEOUT_MS: Int(120000, 'Longest wait for a whole request, headers and body (uploads included); past it the connection gets 408 and is closed (slow-body clients). Raise it for large uploads over slow links', 1000, 3600000),
   STORAGE_DRIVER: Type.Union([Type.Literal('local'), Type.Literal('gcs')], { default: 'local', description: 'Where uploaded files are kept: local = DATA_DIR/uploads (served back through signed URLs), gcs = Google Cloud Storage' }),
   GOOGLE_STORAGE_BUCKET_NAME: OptStr('Cloud Storage bucket of STORAGE_DRIVER=gcs; credentials from GOOGLE_APPLICATION_CREDENTIALS or the ambient service account'),
   GCS_API_ENDPOINT: OptStr('Cloud Storage API endpoint override (emulators, tests), e.g. http://127.0.0.1:4443; requests to it are not authenticated'),
@@ -154,6 +156,7 @@ function productionProblems (config: AppConfig): string[] {
     problems.push('JWT_SECRET_KEY: must be at least 32 characters')
   }
   if (config.SHUTDOWN_DRAIN_MS >= config.SHUTDOWN_GRACE_MS) problems.push('SHUTDOWN_DRAIN_MS: must be below SHUTDOWN_GRACE_MS (the drain is part of the graceful shutdown, which also closes the pools)')
+  if (config.HEADERS_TIMEOUT_MS > config.REQUEST_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS (Node refuses it)')
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
   // The API's own password policy: a bootstrap admin gets no password a user could not choose.
   if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined) {

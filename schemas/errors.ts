@@ -15,7 +15,9 @@ export const errorCodes = {
   METHOD_NOT_ALLOWED: { status: 405, description: 'The route exists but not with this method' },
   CONFLICT: { status: 409, description: 'The change conflicts with the current state' },
   PAYLOAD_TOO_LARGE: { status: 413, description: 'The body is larger than the limit' },
+  REQUEST_TIMEOUT: { status: 408, description: 'The request (headers or body) took longer to arrive than the server waits; the connection was closed' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, description: 'The Content-Type is not accepted by this route' },
+  UNSUPPORTED_CONTENT_ENCODING: { status: 415, description: 'The Content-Encoding of the body is not supported; send it uncompressed or as gzip, deflate or br' },
   RATE_LIMITED: { status: 429, description: 'Too many requests; retry after the Retry-After header' },
   INTERNAL_ERROR: { status: 500, description: 'An unexpected error; it was logged and reported' },
   BAD_GATEWAY: { status: 502, description: 'An upstream service failed' },
@@ -69,6 +71,7 @@ export const errorCodes = {
 
   // Uploads
   MEDIA_NOT_FOUND: { status: 404, description: 'No such file' },
+  DOWNLOAD_LINK_INVALID: { status: 403, description: 'The download link has a wrong signature or has expired; ask the API for a new one' },
   FILE_TYPE_NOT_ALLOWED: { status: 415, description: 'The file content is not an allowed type' },
   FILE_TOO_LARGE: { status: 413, description: 'The file is larger than its type allows' },
   UPLOAD_QUOTA_EXCEEDED: { status: 413, description: 'The file would take your stored files past your storage quota; delete some first' },

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import findMyWay from 'find-my-way'
 import { AppError, errorCodes, type ErrorCode } from '../../schemas/errors.ts'
-import { defaultLanguage } from '../../i18n/index.ts'
+import { catalogs, defaultLanguage, type Language } from '../../i18n/index.ts'
 import { negotiateLanguage, translate } from './i18n.ts'
 import { securityHeaders } from '../external/helmet.ts'
 
@@ -37,19 +37,61 @@ export function isDependencyDown (error: unknown): boolean {
   return cause !== undefined && cause !== error ? isDependencyDown(cause) : false
 }
 
-/** Maps any thrown value to an AppError with a stable code. */
-export function toAppError (error: unknown): AppError {
+interface AjvError { keyword: string, instancePath?: string, schemaPath?: string, params?: Record<string, unknown>, message?: string }
+
+const listed = (values: unknown[]) => values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(', ')
+
+/**
+ * Ajv's errors as `details`, one entry per problem, each message from the
+ * catalog key `validation.<keyword>` in the caller's language (Ajv's English
+ * one for a keyword without a key). A TypeBox union of literals is an `anyOf`
+ * of `const`: Ajv reports "must be equal to constant" per member and then
+ * "must match a schema in anyOf"; those collapse into one "must be one of: …"
+ * entry with the `allowed` values. `required` and `additionalProperties` name
+ * the field itself rather than the object holding it.
+ */
+export function validationDetails (errors: AjvError[], context: string, lang: Language = defaultLanguage) {
+  const absorbed = new Set<AjvError>()
+  const unions = new Map<AjvError, unknown[]>()
+  for (const error of errors) {
+    if (error.keyword !== 'anyOf' || error.schemaPath === undefined) continue
+    const branches = errors.filter((b) => b !== error && b.instancePath === error.instancePath && b.schemaPath?.startsWith(`${error.schemaPath}/`))
+    if (branches.length > 0 && branches.every((b) => b.keyword === 'const')) {
+      for (const b of branches) absorbed.add(b)
+      unions.set(error, branches.map((b) => b.params?.allowedValue))
+    }
+  }
+  return errors.filter((error) => !absorbed.has(error)).map((error) => {
+    const params = error.params ?? {}
+    let field = `${context}${error.instancePath ?? ''}`.replace(/\/$/, '')
+    let keyword = error.keyword
+    let allowed: unknown[] | undefined
+    const values: Record<string, string | number> = {}
+    for (const [name, value] of Object.entries(params)) values[name] = typeof value === 'string' || typeof value === 'number' ? value : JSON.stringify(value)
+    if (unions.has(error)) {
+      keyword = 'enum'
+      allowed = unions.get(error)
+    } else if (keyword === 'enum') allowed = params.allowedValues as unknown[]
+    else if (keyword === 'const') allowed = [params.allowedValue]
+    if (allowed) values.allowed = listed(allowed)
+    if (keyword === 'required') field = `${field}/${String(params.missingProperty)}`
+    if (keyword === 'additionalProperties') field = `${field}/${String(params.additionalProperty)}`
+    const key = `validation.${keyword}`
+    return {
+      field,
+      message: key in catalogs.en ? translate(lang, key, values) : error.message,
+      ...(keyword === 'additionalProperties' ? { unknown_field: params.additionalProperty } : {}),
+      ...(allowed ? { allowed } : {})
+    }
+  })
+}
+
+/** Maps any thrown value to an AppError with a stable code; validation details are in `lang`. */
+export function toAppError (error: unknown, lang: Language = defaultLanguage): AppError {
   if (error instanceof AppError) return error
   const e = error as FastifyError & { validation?: unknown[], type?: string }
   if (e?.validation) {
-    return new AppError('VALIDATION_ERROR', {
-      details: (e.validation as Array<{ instancePath?: string, message?: string, params?: Record<string, unknown> }>).map((v) => ({
-        field: `${e.validationContext ?? 'body'}${v.instancePath ?? ''}`.replace(/\/$/, ''),
-        message: v.message,
-        ...(v.params && 'additionalProperty' in v.params ? { unknown_field: v.params.additionalProperty } : {}),
-        ...(v.params && 'allowedValues' in v.params ? { allowed: v.params.allowedValues } : {})
-      }))
-    })
+    return new AppError('VALIDATION_ERROR', { details: validationDetails(e.validation as AjvError[], e.validationContext ?? 'body', lang) })
   }
   switch (e?.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -126,14 +168,14 @@ export function clientErrorHandler (this: FastifyInstance, error: NodeJS.ErrnoEx
   if (error.code === 'ECONNRESET' || socket.destroyed) return
   const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
   const reason = status === 431 ? 'The request headers are larger than the limit' : status === 408 ? 'The request was not received in time' : 'The request is not valid HTTP'
-  const appError = new AppError('BAD_REQUEST', { status, details: { reason } })
+  const appError = status === 408 ? new AppError('REQUEST_TIMEOUT', { details: { reason } }) : new AppError('BAD_REQUEST', { status, details: { reason } })
   this.log.debug({ err: error }, 'client error')
   if (!socket.writable) {
     socket.destroy()
     return
   }
   const id = randomUUID()
-  const body = JSON.stringify(errorBody(appError, id, translate(defaultLanguage, 'errors.BAD_REQUEST')))
+  const body = JSON.stringify(errorBody(appError, id, translate(defaultLanguage, `errors.${appError.code}`)))
   const headers: Record<string, string | number> = {
     ...outsideHooksHeaders,
     'content-type': 'application/json; charset=utf-8',
@@ -170,7 +212,7 @@ export default fp(async (fastify) => {
   }
 
   fastify.setErrorHandler((raw, request, reply) => {
-    const error = toAppError(raw)
+    const error = toAppError(raw, request.lang)
     if (error.statusCode >= 500) {
       if (error.code === 'SERVICE_UNAVAILABLE') request.log.warn({ err: raw }, 'dependency unavailable')
       else {

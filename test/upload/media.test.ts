@@ -6,6 +6,7 @@ import { and, eq } from 'drizzle-orm'
 import { buildContext } from '../helpers/build.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 import { activityLog, media } from '../../db/schema/index.ts'
+import { catalogs } from '../../i18n/index.ts'
 import { docx, elf, form, html, jpegWithGps, mp4, pdf, png, windowsExe } from './samples.ts'
 
 const mediaUrl = '/api/v1/upload/media'
@@ -186,7 +187,10 @@ t.test('local files come back through a signed, expiring URL only', async (t) =>
 
   const url = new URL(data.url, 'http://x')
   const tampered = `${url.pathname}?expires=${Number(url.searchParams.get('expires')) + 3600}&signature=${url.searchParams.get('signature')}`
-  t.equal((await app.inject({ method: 'GET', url: tampered })).statusCode, 403, 'a longer expiry breaks the signature')
+  const broken = await app.inject({ method: 'GET', url: tampered })
+  t.equal(broken.statusCode, 403, 'a longer expiry breaks the signature')
+  t.equal(broken.json().error.code, 'DOWNLOAD_LINK_INVALID')
+  t.equal(broken.json().error.message, catalogs.en['errors.DOWNLOAD_LINK_INVALID'], 'the message speaks of the link, not of permissions')
   t.equal((await app.inject({ method: 'GET', url: url.pathname })).statusCode, 403, 'no signature, no file')
   const otherKey = `/api/v1/upload/files/media/00000000-0000-4000-8000-000000000000.png${url.search}`
   t.equal((await app.inject({ method: 'GET', url: otherKey })).statusCode, 403, 'a signature is bound to its key')
@@ -195,7 +199,7 @@ t.test('local files come back through a signed, expiring URL only', async (t) =>
   clock += 601_000
   const expired = await app.inject({ method: 'GET', url: data.url })
   t.equal(expired.statusCode, 403, 'expired after the TTL')
-  t.equal(expired.json().error.code, 'FORBIDDEN')
+  t.equal(expired.json().error.code, 'DOWNLOAD_LINK_INVALID', 'a link of its own code, not a missing permission')
 })
 
 t.test('SR-37/SR-25: only the owner or delete_upload deletes; someone else\'s id is a 404 (IDOR)', async (t) => {

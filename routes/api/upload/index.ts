@@ -163,7 +163,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
     if (signed) {
       const { expires, signature } = request.query
       if (expires === undefined || signature === undefined || !fastify.storage.verify(key, expires, signature)) {
-        throw new AppError('FORBIDDEN', { details: { reason: 'the download link is invalid or has expired' } })
+        throw new AppError('DOWNLOAD_LINK_INVALID')
       }
     }
     const maxAge = signed ? Math.max(0, request.query.expires! - Math.floor(fastify.now() / 1000)) : 3600
