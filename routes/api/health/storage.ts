@@ -8,8 +8,10 @@ const storageHealth: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/storage', {
     config: { public: true },
     schema: {
+      operationId: 'getStorageHealth',
       tags: ['health'],
       summary: 'File storage reachability (local folder writable, or the GCS bucket answering); 503 otherwise',
+      description: 'Writes a probe file in the local folder, or reads the bucket\'s metadata on GCS.',
       response: { 200: Envelope(Type.Object({ status: Type.Literal('up'), driver: Type.String(), latency_ms: Type.Number() })) }
     }
   }, async (_request, reply) => {
