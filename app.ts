@@ -1,7 +1,7 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Bindings, ChildLoggerOptions } from 'pino'
 import autoload from '@fastify/autoload'
@@ -9,6 +9,7 @@ import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-s
 import ValidatorSelector, { type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { PGlite } from '@electric-sql/pglite'
 import { apiPrefix, type AppConfig } from './config.ts'
+import { prettyTransport } from './startup.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 // Autoload must know it may import .ts files when we run from source (tsx, tap).
@@ -49,8 +50,11 @@ export function serverOptions (config: AppConfig): FastifyServerOptions {
   return {
     logger: {
       level: config.LOG_LEVEL,
-      redact: { paths: redactPaths, censor: '[redacted]' }
+      redact: { paths: redactPaths, censor: '[redacted]' },
+      ...prettyTransport(config)
     },
+    // Production logs one line per request (plugins/app/request-log.ts) instead of two.
+    logController: new LogController({ disableRequestLogging: config.NODE_ENV === 'production' }),
     childLoggerFactory: lazyChildLogger,
     trustProxy: parseTrustProxy(config.TRUST_PROXY) as FastifyServerOptions['trustProxy'],
     bodyLimit: config.BODY_LIMIT_BYTES,
