@@ -4,7 +4,7 @@
 # the unprivileged `node` user. docker compose (compose.yaml) builds it.
 
 # ---- build: dev dependencies, tsc, assets -----------------------------------
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 # patches/: npm ci's postinstall applies them (patch-package; see docs/performance.md).
 COPY package.json package-lock.json ./
@@ -14,7 +14,7 @@ COPY . .
 RUN npm run build
 
 # ---- runtime: production dependencies and the compiled code ------------------
-FROM node:20-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=3000 \

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto'
 import net from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Server } from 'node:http'
-import Fastify, { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, type FastifyPluginAsync, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Bindings, ChildLoggerOptions } from 'pino'
 import autoload from '@fastify/autoload'
@@ -16,6 +16,7 @@ import { checkInput } from './schemas/boundary.ts'
 import { clientErrorHandler, frameworkErrors } from './plugins/app/errors.ts'
 import { redactUrl } from './plugins/app/redact.ts'
 import { AppError } from './schemas/errors.ts'
+import { prettyTransport } from './startup.ts'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 // Autoload must know it may import .ts files when we run from source (tsx, tap).
@@ -75,8 +76,11 @@ export function serverOptions (config: AppConfig): FastifyHttpOptions<Server> {
     logger: {
       level: config.LOG_LEVEL,
       redact: { paths: redactPaths, censor: '[redacted]' },
-      serializers: logSerializers
+      serializers: logSerializers,
+      ...prettyTransport(config)
     },
+    // Production logs one line per request (plugins/app/request-log.ts) instead of two.
+    logController: new LogController({ disableRequestLogging: config.NODE_ENV === 'production' }),
     childLoggerFactory: lazyChildLogger,
     trustProxy: parseTrustProxy(config.TRUST_PROXY) as FastifyServerOptions['trustProxy'],
     bodyLimit: config.BODY_LIMIT_BYTES,

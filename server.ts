@@ -2,6 +2,7 @@ import 'dotenv/config'
 import closeWithGrace from 'close-with-grace'
 import { buildApp, drain } from './app.ts'
 import { ConfigError, loadConfig, withGeneratedSecret } from './config.ts'
+import { banner } from './startup.ts'
 
 let config
 try {
@@ -35,5 +36,6 @@ process.on('message', (message) => {
 })
 
 await app.listen({ port: config.PORT, host: config.HOST })
+if (config.NODE_ENV === 'development') console.log(banner(config, (app.server.address() as { port: number }).port))
 // PM2 cluster mode waits for this before sending traffic (wait_ready).
 if (process.send) process.send('ready')

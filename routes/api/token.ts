@@ -34,8 +34,10 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/token', {
     config: { public: true, rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
     schema: {
+      operationId: 'issueOAuthToken',
       tags: ['auth'],
       summary: 'OAuth2 password grant (used by Swagger UI\'s Authorize button)',
+      description: 'Takes a form or JSON body and answers RFC 6749 bodies (`{ error, error_description }` on failure); other clients use login-with-password.',
       consumes: ['application/x-www-form-urlencoded', 'application/json'],
       body: Type.Object({
         grant_type: Type.String({ description: 'Must be "password"' }),

@@ -13,15 +13,17 @@ const probes: FastifyPluginAsyncTypebox = async (fastify) => {
     config: probe,
     compress: false, // a fixed answer far below the compression threshold
     logLevel: 'warn',
-    schema: { tags: ['health'], summary: 'Liveness: the process answers (no dependency is checked)', response: { 200: Envelope(Type.Object({ status: Type.Literal('ok') })) } }
+    schema: { operationId: 'getLiveness', tags: ['health'], summary: 'Liveness: the process answers (no dependency is checked)', description: 'Public and not rate limited; for restarts (a process that stops answering), not for routing.', response: { 200: Envelope(Type.Object({ status: Type.Literal('ok') })) } }
   }, async (_request, reply) => reply.ok({ status: 'ok' as const }))
 
   fastify.get('/health/ready', {
     config: probe,
     logLevel: 'warn',
     schema: {
+      operationId: 'getReadiness',
       tags: ['health'],
       summary: 'Readiness: the database and the cache answer and the process is not shutting down; 503 otherwise',
+      description: 'Public and not rate limited; each check has a 2 s deadline, so a hung dependency reads as down.',
       response: { 200: Envelope(Type.Object({ status: Type.Literal('ready'), database: Check, cache: Check })) }
     }
   }, async (_request, reply) => {

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { readFileSync } from 'node:fs'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import { build } from '../helpers/build.ts'
 import { errorCodes } from '../../schemas/errors.ts'
@@ -59,4 +60,58 @@ t.test('GET /metrics speaks Prometheus text', async (t) => {
 
   const again = await app.inject('/metrics')
   t.match(again.body, /http_request_duration_seconds_count\{method="GET",route="\/health",status_code="200"\} 2/, 'scrapes do not count themselves')
+})
+
+/** Every operation of a document, with its method and path. */
+function operations (doc: any): Array<{ method: string, path: string, op: any }> {
+  return Object.entries(doc.paths).flatMap(([path, item]: [string, any]) =>
+    Object.entries(item).map(([method, op]) => ({ method, path, op })))
+}
+
+t.test('the document is a client contract: operationIds, optional defaults, enums, tags', async (t) => {
+  const app = await build(t)
+  const doc = app.swagger() as any
+  const ops = operations(doc)
+  t.ok(ops.length >= 70, `${ops.length} operations`)
+
+  const missing = ops.filter(({ op }) => typeof op.operationId !== 'string' || !/^[a-z][A-Za-z]+$/.test(op.operationId))
+  t.same(missing.map(({ method, path }) => `${method} ${path}`), [], 'every operation has a camelCase operationId')
+  const seen = new Map<string, string>()
+  const duplicates = []
+  for (const { method, path, op } of ops) {
+    if (seen.has(op.operationId)) duplicates.push(`${op.operationId}: ${seen.get(op.operationId)} and ${method} ${path}`)
+    seen.set(op.operationId, `${method} ${path}`)
+  }
+  t.same(duplicates, [], 'operationIds are unique')
+  t.equal(doc.paths['/api/v1/users'].get.operationId, 'listUsers')
+  t.equal(doc.paths['/api/v1/auth/login-with-password'].post.operationId, 'loginWithPassword')
+
+  const defaulted = ops.flatMap(({ method, path, op }) => (op.parameters ?? []).map((p: any) => ({ where: `${method} ${path} ${p.in}:${p.name}`, p })))
+    .filter(({ p }) => p.schema?.default !== undefined)
+  t.ok(defaulted.length >= 10, 'parameters with defaults exist (limit, tz, period, purpose, ...)')
+  t.same(defaulted.filter(({ p }) => p.required !== false).map(({ where }) => where), [], 'no parameter with a default is required')
+  const limit = doc.paths['/api/v1/users'].get.parameters.find((p: any) => p.name === 'limit')
+  t.same({ required: limit.required, default: limit.schema.default }, { required: false, default: 20 }, 'the default is shown')
+
+  const purpose = doc.paths['/api/v1/upload/media'].get.parameters.find((p: any) => p.name === 'purpose')
+  t.same(purpose.schema, { type: 'string', enum: ['media', 'profile_picture'], default: 'media' }, 'a union of literals is one enum')
+  const anyOfLiterals: string[] = []
+  const walk = (node: any, where: string) => {
+    if (node === null || typeof node !== 'object') return
+    if (Array.isArray(node.anyOf) && node.anyOf.every((b: any) => Array.isArray(b?.enum) && b.enum.length === 1)) anyOfLiterals.push(where)
+    for (const [k, v] of Object.entries(node)) walk(v, `${where}/${k}`)
+  }
+  walk(doc, '#')
+  t.same(anyOfLiterals, [], 'no enum is left as an anyOf of single values')
+
+  const declared = new Set(doc.tags.map((tag: any) => tag.name))
+  t.ok(doc.tags.every((tag: any) => typeof tag.description === 'string' && tag.description.length > 0), 'every tag is described')
+  t.same(ops.filter(({ op }) => op.tags?.length !== 1 || !declared.has(op.tags[0])).map(({ method, path }) => `${method} ${path}`), [],
+    'each operation is in exactly one declared tag')
+})
+
+t.test('openapi.json (from which the client is generated) is the document the app serves', async (t) => {
+  const app = await build(t)
+  const committed = JSON.parse(readFileSync(new URL('../../openapi.json', import.meta.url), 'utf8'))
+  t.same(committed, JSON.parse(JSON.stringify(app.swagger())), 'run `npm run client:generate` after changing a route')
 })

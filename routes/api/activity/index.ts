@@ -40,6 +40,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
     config: { permissions: ['view_activity_log'] },
     schema: {
+      operationId: 'listActivity',
       tags,
       summary: 'The activity log, newest first, filtered',
       description: 'Keyset pagination: pass `meta.pagination.next_cursor` as `cursor` for the next page (null on the last one). ' +
@@ -56,6 +57,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/me', {
     config: { permissions: [] },
     schema: {
+      operationId: 'listMyActivity',
       tags,
       summary: 'Your own activity, newest first',
       description: 'The entries where you are the actor, with the filters and pagination of GET /activity (except user_id).',
@@ -71,6 +73,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/statistics', {
     config: { permissions: ['view_activity_log'] },
     schema: {
+      operationId: 'getActivityStatistics',
       tags,
       summary: 'Activity counts by level, action, module and day',
       description: `The list filters apply. The range defaults to the last 30 days and spans at most ${STATISTICS_MAX_DAYS} days; days are counted in \`tz\`.`,
@@ -93,6 +96,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/:log_id', {
     config: { permissions: ['view_activity_log'] },
     schema: {
+      operationId: 'getActivityEntry',
       tags,
       summary: 'One activity log entry',
       params: Type.Object({ log_id: Uuid() }),
@@ -107,6 +111,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/', {
     config: { permissions: [] },
     schema: {
+      operationId: 'recordClientEvent',
       tags,
       summary: 'Record an event from a client application',
       description: 'The body carries only what happened (action, module, message, level up to error, metadata). ' +
@@ -143,6 +148,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/cleanup', {
     config: { permissions: ['delete_activity_log'] },
     schema: {
+      operationId: 'deleteOldActivity',
       tags,
       summary: 'Delete activity entries older than a number of days',
       description: `\`days\` must be at least ACTIVITY_MIN_RETENTION_DAYS (${config.ACTIVITY_MIN_RETENTION_DAYS}); fewer is 400 RETENTION_TOO_SHORT. The cleanup itself is audited.`,

@@ -16,8 +16,10 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/login-with-password', {
     config: { public: true, rateLimit: perIp },
     schema: {
+      operationId: 'loginWithPassword',
       tags,
       summary: 'Log in with an email, phone number or user name and a password',
+      description: 'Answers the tokens of a new session. Failures count towards the account\'s lockout (429 with Retry-After).',
       body: Type.Ref(LoginBody),
       response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
     }
@@ -32,6 +34,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/refresh-token', {
     config: { public: true, rateLimit: perIp },
     schema: {
+      operationId: 'refreshToken',
       tags,
       summary: 'Rotate the refresh token and get new access and session tokens',
       description: 'Each refresh token works once. Replaying a used one after a short grace window revokes the whole session.',
@@ -57,6 +60,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     config: { permissions: [] },
     preValidation: bodyOptional,
     schema: {
+      operationId: 'logout',
       tags,
       summary: 'Log out this session, the other sessions, or all of them',
       querystring: Type.Object({ scope: Type.Optional(LogoutScope) }),
@@ -91,7 +95,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/token-info', {
     config: { permissions: [] },
-    schema: { tags, summary: 'What the presented token says, and when each token of its session expires', response: { 200: Envelope(Type.Ref(TokenInfoSchema)) } }
+    schema: { operationId: 'getTokenInfo', tags, summary: 'What the presented token says, and when each token of its session expires', response: { 200: Envelope(Type.Ref(TokenInfoSchema)) } }
   }, async (request, reply) => {
     const auth = request.auth!
     return reply.ok(await describe(auth.claims, auth.permissions))
@@ -101,6 +105,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     config: { permissions: [] },
     preValidation: bodyOptional,
     schema: {
+      operationId: 'inspectToken',
       tags,
       summary: 'Inspect a token of your own (access, session or refresh); without a body, the presented one',
       body: StrictObject({ token: Type.Optional(Type.String({ minLength: 10, maxLength: 8192 })) }),
@@ -129,7 +134,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/sessions', {
     config: { permissions: [] },
-    schema: { tags, summary: 'Your active sessions (devices)', response: { 200: Envelope(Type.Array(Type.Ref(SessionSchema))) } }
+    schema: { operationId: 'listSessions', tags, summary: 'Your active sessions (devices)', response: { 200: Envelope(Type.Array(Type.Ref(SessionSchema))) } }
   }, async (request, reply) => {
     const auth = request.auth!
     const rows = await fastify.sessions.listActive(auth.userId)
@@ -149,6 +154,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/sessions/:session_id', {
     config: { permissions: [] },
     schema: {
+      operationId: 'revokeSession',
       tags,
       summary: 'Revoke one of your sessions',
       params: Type.Object({ session_id: Type.String({ format: 'uuid' }) }),

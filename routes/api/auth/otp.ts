@@ -19,6 +19,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/send-one-time-password', {
     config: { public: true, rateLimit: perIp },
     schema: {
+      operationId: 'sendOneTimePassword',
       tags,
       summary: 'Send a one-time password to an email (email) or a phone (sms, whatsapp)',
       description: 'The answer is the same whether or not an account uses the address: for login and reset_password an unknown ' +
@@ -40,6 +41,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/verify-one-time-password', {
     config: { public: true, rateLimit: perIp },
     schema: {
+      operationId: 'verifyOneTimePassword',
       tags,
       summary: 'Check a one-time password (consumes it) and get a verification token',
       description: 'The single-use verification_token stands for the code in verify (signup), login-with-otp (login) or ' +
@@ -56,8 +58,10 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/login-with-otp', {
     config: { public: true, rateLimit: perIp },
     schema: {
+      operationId: 'loginWithOneTimePassword',
       tags,
       summary: 'Passwordless login with a code sent for the purpose login',
+      description: 'Takes the code (or a verification_token from verify-one-time-password) and answers the same tokens as a password login.',
       body: Type.Ref(LoginWithOtpBody),
       response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
     }
@@ -69,6 +73,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/verify-email-and-phone', {
     config: { permissions: [], rateLimit: perIp },
     schema: {
+      operationId: 'verifyEmailAndPhone',
       tags,
       summary: 'Mark your email or phone number verified with a code (purpose verify_email or verify_phone)',
       body: Type.Ref(VerifyContactBody),
@@ -82,6 +87,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/check-user-availability', {
     config: { public: true, rateLimit: perIp },
     schema: {
+      operationId: 'checkUserAvailability',
       tags,
       summary: 'Is an email, phone number or user name free?',
       description: `Tells whether an account uses each value, which is its purpose; limited to ${config.AVAILABILITY_RATE_LIMIT_PER_IP} requests per IP per minute.`,

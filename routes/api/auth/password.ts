@@ -13,6 +13,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/set-password', {
     config: { permissions: [], rateLimit: perIp },
     schema: {
+      operationId: 'setPassword',
       tags,
       summary: 'Set a password on an account that has none (e.g. after a passwordless login)',
       description: `Needs a login of the last ${config.REAUTH_WINDOW_MINUTES} minutes (403 AUTH_REAUTH_REQUIRED otherwise); an account with a password uses change-password.`,
@@ -27,6 +28,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/change-password', {
     config: { permissions: [], rateLimit: perIp },
     schema: {
+      operationId: 'changePassword',
       tags,
       summary: 'Change your password (the current one is required); signs out your other sessions',
       body: Type.Ref(ChangePasswordBody),
@@ -41,6 +43,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/forget-password', {
     config: { public: true, rateLimit: perIp },
     schema: {
+      operationId: 'resetPassword',
       tags,
       summary: 'Reset a forgotten password with a code sent for the purpose reset_password',
       description: 'Signs out every session and returns no tokens: log in with the new password afterwards.',

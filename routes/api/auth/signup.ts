@@ -10,6 +10,7 @@ const signup: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/verify', {
     config: { public: true, rateLimit: { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
     schema: {
+      operationId: 'signUp',
       tags: ['auth'],
       summary: 'Sign up: a code sent for the purpose signup, the password and profile basics; answers the tokens of a first session',
       description: 'First POST send-one-time-password with purpose signup. The verified address (email or phone) becomes the ' +

@@ -37,23 +37,24 @@ const dashboard: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/overview', {
     config: { permissions },
-    schema: { tags, summary: 'Headline numbers: accounts, sign-ins, sessions, groups', description: describe, response: response(Type.Ref(DashboardOverviewSchema)) }
+    schema: { operationId: 'getDashboardOverview', tags, summary: 'Headline numbers: accounts, sign-ins, sessions, groups', description: describe, response: response(Type.Ref(DashboardOverviewSchema)) }
   }, async (_request, reply) => send(reply, await dashboard.overview()))
 
-  const distribution = (path: string, summary: string, get: () => Promise<Cached<unknown>>) => fastify.get(path, {
+  const distribution = (path: string, operationId: string, summary: string, get: () => Promise<Cached<unknown>>) => fastify.get(path, {
     config: { permissions },
-    schema: { tags, summary, description: describe, response: response(Type.Ref(DistributionSchema)) }
+    schema: { operationId, tags, summary, description: describe, response: response(Type.Ref(DistributionSchema)) }
   }, async (_request, reply) => send(reply, await get()))
 
-  distribution('/users-by-status', 'Accounts by status (active, inactive, deleted)', dashboard.usersByStatus)
-  distribution('/users-by-type', 'Accounts by user type', dashboard.usersByType)
-  distribution('/users-by-auth-type', 'Accounts by sign-in identifier type (email, phone, user name)', dashboard.usersByAuthType)
-  distribution('/users-by-country', 'Accounts by country (null: not set)', dashboard.usersByCountry)
-  distribution('/users-by-language', 'Accounts by language', dashboard.usersByLanguage)
+  distribution('/users-by-status', 'getUsersByStatus', 'Accounts by status (active, inactive, deleted)', dashboard.usersByStatus)
+  distribution('/users-by-type', 'getUsersByType', 'Accounts by user type', dashboard.usersByType)
+  distribution('/users-by-auth-type', 'getUsersByAuthType', 'Accounts by sign-in identifier type (email, phone, user name)', dashboard.usersByAuthType)
+  distribution('/users-by-country', 'getUsersByCountry', 'Accounts by country (null: not set)', dashboard.usersByCountry)
+  distribution('/users-by-language', 'getUsersByLanguage', 'Accounts by language', dashboard.usersByLanguage)
 
   fastify.get('/user-growth', {
     config: { permissions },
     schema: {
+      operationId: 'getUserGrowth',
       tags,
       summary: 'New accounts per day, week or month',
       description: `Buckets follow the calendar of \`tz\` (an IANA name); weeks start on Monday; empty buckets are 0. ${describe}`,
@@ -64,12 +65,13 @@ const dashboard: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/role-statistics', {
     config: { permissions },
-    schema: { tags, summary: 'Groups with their member and permission counts', description: describe, response: response(Type.Array(Type.Ref(RoleStatisticSchema))) }
+    schema: { operationId: 'getRoleStatistics', tags, summary: 'Groups with their member and permission counts', description: describe, response: response(Type.Array(Type.Ref(RoleStatisticSchema))) }
   }, async (_request, reply) => send(reply, await dashboard.roleStatistics()))
 
   fastify.get('/recent-sign-ins', {
     config: { permissions },
     schema: {
+      operationId: 'listRecentSignIns',
       tags,
       summary: 'The accounts that signed in most recently',
       description: describe,
@@ -81,6 +83,7 @@ const dashboard: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/all-statistics', {
     config: { permissions },
     schema: {
+      operationId: 'getAllStatistics',
       tags,
       summary: 'Every statistic above in one answer (one database round trip)',
       description: `Takes the parameters of user-growth and recent-sign-ins (\`limit\`). ${describe}`,

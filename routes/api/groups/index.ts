@@ -10,6 +10,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
     config: { permissions: ['view_group'] },
     schema: {
+      operationId: 'listGroups',
       tags,
       summary: 'List groups with their permissions and member counts, by codename',
       querystring: GroupListQuery,
@@ -24,6 +25,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/', {
     config: { permissions: ['add_group'] },
     schema: {
+      operationId: 'createGroup',
       tags,
       summary: 'Create a group',
       description: 'You must hold every permission the group grants (403 PRIVILEGE_ESCALATION). is_system cannot be set: groups made ' +
@@ -38,12 +40,13 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:group_id', {
     config: { permissions: ['view_group'] },
-    schema: { tags, summary: 'One group', params, response: { 200: Envelope(Type.Ref(GroupSchema)) } }
+    schema: { operationId: 'getGroup', tags, summary: 'One group', params, response: { 200: Envelope(Type.Ref(GroupSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.getGroup(request.params.group_id)))
 
   fastify.put('/:group_id', {
     config: { permissions: ['edit_group'] },
     schema: {
+      operationId: 'updateGroup',
       tags,
       summary: 'Change a group',
       description: 'System groups: super admins only (403 SYSTEM_GROUP_PROTECTED), and their codename and activity never change. ' +
@@ -61,6 +64,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/:group_id', {
     config: { permissions: ['delete_group'] },
     schema: {
+      operationId: 'deleteGroup',
       tags,
       summary: 'Delete a group (never a system group)',
       params,
@@ -74,6 +78,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/:group_id/permissions', {
     config: { permissions: ['edit_group'] },
     schema: {
+      operationId: 'changeGroupPermissions',
       tags,
       summary: 'Set the permissions a group grants',
       description: 'The body is the complete new set. Each permission added must be held by you (403 PRIVILEGE_ESCALATION); system ' +

@@ -13,8 +13,10 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
     config: { public: true },
     schema: {
+      operationId: 'getHealth',
       tags,
       summary: 'Service status',
+      description: 'Public: version, MODE, API_MODE and uptime; checks no dependency.',
       response: { 200: Envelope(Type.Object({ status: Type.Literal('ok'), version: Type.String(), mode: Type.String(), api_mode: Type.String(), uptime_seconds: Type.Number() })) }
     }
   }, async (_request, reply) => reply.ok({
@@ -28,8 +30,10 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/database', {
     config: { public: true },
     schema: {
+      operationId: 'getDatabaseHealth',
       tags,
       summary: 'Database reachability and latency',
+      description: 'Public: one round trip to the database (503 when it does not answer within 2 s), the driver and the pool size.',
       response: { 200: Envelope(Type.Object({ status: Type.Literal('up'), latency_ms: Type.Number(), driver: Type.String(), pool_max: Type.Integer() })) }
     }
   }, async (_request, reply) => {
@@ -42,6 +46,7 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/system', {
     config: { permissions: ['view_system_health'] },
     schema: {
+      operationId: 'getSystemHealth',
       tags,
       summary: 'Host and process details',
       response: {
@@ -75,7 +80,7 @@ const health: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/test-sentry', {
     config: { permissions: ['test_sentry'] },
-    schema: { tags, summary: 'Send a test event to the error reporter', response: { 200: Envelope(Type.Object({ reported: Type.Boolean() })) } }
+    schema: { operationId: 'sendTestErrorReport', tags, summary: 'Send a test event to the error reporter', response: { 200: Envelope(Type.Object({ reported: Type.Boolean() })) } }
   }, async (request, reply) => {
     fastify.reportError(new Error('Test event from P/health/test-sentry'), request)
     return reply.ok({ reported: Boolean(fastify.config.SENTRY_DSN) })

@@ -24,9 +24,10 @@ const storageHealth: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/storage', {
     config: { public: true },
     schema: {
+      operationId: 'getStorageHealth',
       tags: ['health'],
       summary: 'File storage reachability (local folder writable, or the GCS bucket answering); 503 otherwise',
-      description: 'The probe runs at most once per STORAGE_HEALTH_CACHE_SECONDS per instance; `checked_at` says when this answer was measured.',
+      description: 'Writes a probe file in the local folder, or reads the bucket\'s metadata on GCS. The probe runs at most once per STORAGE_HEALTH_CACHE_SECONDS per instance; `checked_at` says when this answer was measured.',
       response: { 200: Envelope(Type.Object({ status: Type.Literal('up'), driver: Type.String(), latency_ms: Type.Number(), checked_at: Type.String({ format: 'date-time' }) })) }
     }
   }, async (_request, reply) => {

@@ -10,6 +10,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
     config: { permissions: ['view_permission'] },
     schema: {
+      operationId: 'listPermissions',
       tags,
       summary: 'List permissions, by codename',
       querystring: PermissionListQuery,
@@ -24,6 +25,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/', {
     config: { permissions: ['add_permission'] },
     schema: {
+      operationId: 'createPermission',
       tags,
       summary: 'Create a permission',
       description: 'A new permission is held by nobody until a group grants it. 409 CONFLICT when the codename is taken.',
@@ -37,12 +39,13 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:permission_id', {
     config: { permissions: ['view_permission'] },
-    schema: { tags, summary: 'One permission', params, response: { 200: Envelope(Type.Ref(PermissionSchema)) } }
+    schema: { operationId: 'getPermission', tags, summary: 'One permission', params, response: { 200: Envelope(Type.Ref(PermissionSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.getPermission(request.params.permission_id)))
 
   fastify.put('/:permission_id', {
     config: { permissions: ['edit_permission'] },
     schema: {
+      operationId: 'updatePermission',
       tags,
       summary: 'Rename or describe a permission (its codename never changes)',
       params,
@@ -57,6 +60,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/:permission_id', {
     config: { permissions: ['delete_permission'] },
     schema: {
+      operationId: 'deletePermission',
       tags,
       summary: 'Delete a permission',
       description: 'Groups stop granting it and their members lose it on their next request. Built-in permissions (is_default) ' +

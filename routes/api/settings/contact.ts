@@ -15,6 +15,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/change-email', {
     config: { permissions: ['edit_profile'], rateLimit: perIp },
     schema: {
+      operationId: 'changeEmail',
       tags,
       summary: 'Change your email address',
       description: steps,
@@ -29,6 +30,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/change-phone', {
     config: { permissions: ['edit_profile'], rateLimit: perIp },
     schema: {
+      operationId: 'changePhone',
       tags,
       summary: 'Change your phone number',
       description: steps,

@@ -18,12 +18,12 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/', {
     config: { permissions: ['view_profile'] },
-    schema: { tags, summary: 'Your settings, and the values each one accepts', response: { 200: Envelope(Type.Ref(SettingsSchema)) } }
+    schema: { operationId: 'getSettings', tags, summary: 'Your settings, and the values each one accepts', response: { 200: Envelope(Type.Ref(SettingsSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.profiles.settings(request.auth!.userId)))
 
   fastify.get('/profile', {
     config: { permissions: ['view_profile'] },
-    schema: { tags, summary: 'Your profile', response: { 200: Envelope(Type.Ref(UserSchema)) } }
+    schema: { operationId: 'getProfile', tags, summary: 'Your profile', response: { 200: Envelope(Type.Ref(UserSchema)) } }
   }, async (request, reply) => {
     const auth = request.auth!
     // A session token carries a profile snapshot; it is served while the account is unchanged since.
@@ -38,6 +38,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/profile/:user_id', {
     config: { permissions: ['view_profile'] },
     schema: {
+      operationId: 'getUserProfile',
       tags,
       summary: 'Another user\'s profile',
       description: 'With permission view_user (or for your own id): the whole account (User), never a secret. Otherwise the public ' +
@@ -51,6 +52,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.put('/profile', {
     config: { permissions: ['edit_profile'] },
     schema: {
+      operationId: 'updateProfile',
       tags,
       summary: 'Update your own profile',
       description: 'Accepts only user_name, first_name, last_name, bio, country, gender, dob, language, theme, timezone and ' +
@@ -64,24 +66,25 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
     return reply.ok(user, { message: 'success.profile_updated' })
   })
 
-  const setting = (url: string, field: SettingField, body: TSchema, summary: string) => {
+  const setting = (url: string, operationId: string, field: SettingField, body: TSchema, summary: string) => {
     fastify.post(url, {
       config: { permissions: ['edit_profile'] },
-      schema: { tags, summary, body: Type.Ref(body), response: { 200: Envelope(Type.Ref(SettingsSchema)) } }
+      schema: { operationId, tags, summary, body: Type.Ref(body), response: { 200: Envelope(Type.Ref(SettingsSchema)) } }
     }, async (request, reply) => {
       const value = (request.body as Record<SettingField, string>)[field]
       return reply.ok(await fastify.profiles.setSetting(request, field, value), { message: 'success.settings_updated' })
     })
   }
-  setting('/profile-accessibility', 'profile_accessibility', ProfileAccessibilityBody, 'Who sees your profile: public (signed-in users see its public part) or private')
-  setting('/profile-language', 'language', ProfileLanguageBody, 'Your language: messages of the API and of emails and text messages sent to you')
-  setting('/update-theme', 'theme', ThemeBody, 'Your theme: light, dark or system')
-  setting('/update-timezone', 'timezone', TimeZoneBody, 'Your time zone (an IANA name such as Europe/Paris)')
+  setting('/profile-accessibility', 'setProfileAccessibility', 'profile_accessibility', ProfileAccessibilityBody, 'Who sees your profile: public (signed-in users see its public part) or private')
+  setting('/profile-language', 'setLanguage', 'language', ProfileLanguageBody, 'Your language: messages of the API and of emails and text messages sent to you')
+  setting('/update-theme', 'setTheme', 'theme', ThemeBody, 'Your theme: light, dark or system')
+  setting('/update-timezone', 'setTimeZone', 'timezone', TimeZoneBody, 'Your time zone (an IANA name such as Europe/Paris)')
 
   fastify.post('/deactivate-account', {
     config: { permissions: [] },
     preValidation: bodyOptional,
     schema: {
+      operationId: 'deactivateAccount',
       tags,
       summary: 'Deactivate your account and sign out every session',
       description: 'Logging in again is refused (403 AUTH_ACCOUNT_INACTIVE) until an administrator reactivates the account ' +
@@ -98,6 +101,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
     config: { permissions: [] },
     preValidation: bodyOptional,
     schema: {
+      operationId: 'deleteAccount',
       tags,
       summary: 'Delete your account: personal data is erased and every session ends',
       description: `Needs a login of the last ${config.REAUTH_WINDOW_MINUTES} minutes or current_password (403 AUTH_REAUTH_REQUIRED, ` +

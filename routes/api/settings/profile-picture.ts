@@ -15,6 +15,7 @@ const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
       request.body ??= {}
     },
     schema: {
+      operationId: 'uploadProfilePicture',
       tags: ['settings'],
       summary: 'Upload a new profile picture (multipart)',
       description: 'One image part (JPEG, PNG, GIF, WebP or AVIF, by content, up to UPLOAD_MAX_BYTES_IMAGE). It is re-encoded to WebP ' +

@@ -55,6 +55,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
       }
     },
     schema: {
+      operationId: 'uploadMedia',
       tags,
       summary: 'Upload a file (multipart) or have the server fetch a URL',
       description: 'multipart/form-data with one file part, or JSON `{ "url": "https://..." }`. The type is detected from the content ' +
@@ -98,6 +99,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/media', {
     config: { permissions: [] },
     schema: {
+      operationId: 'listMedia',
       tags,
       summary: 'Your files, newest first',
       querystring: Type.Object({
@@ -119,6 +121,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/media/:file_id', {
     config: { permissions: [] },
     schema: {
+      operationId: 'deleteMedia',
       tags,
       summary: 'Delete a file (its owner, or permission delete_upload)',
       description: 'Removes the stored object, then its record. If storage fails the record is kept and 502 STORAGE_ERROR is answered, ' +
@@ -145,6 +148,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/files/:folder/:name', {
     config: { public: true },
     schema: {
+      operationId: 'downloadFile',
       tags,
       summary: 'Download a stored file',
       description: 'Uploaded media need the `expires` and `signature` of the URL the API handed out (it expires after ' +
@@ -153,7 +157,9 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
       querystring: Type.Object({
         expires: Type.Optional(Type.Integer({ minimum: 0 })),
         signature: Type.Optional(Type.String({ maxLength: 128 }))
-      })
+      }),
+      // Documentation only: the body is a stream, which Fastify sends without serializing.
+      response: { 200: { description: 'The file, with its detected Content-Type', content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } }
     }
   }, async (request, reply) => {
     const { folder, name } = request.params

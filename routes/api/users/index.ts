@@ -12,6 +12,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
     config: { permissions: ['manage_users'] },
     schema: {
+      operationId: 'listUsers',
       tags,
       summary: 'List and search users',
       description: 'q searches email, first and last name, phone number and user name (case-insensitive substring). Filters combine ' +
@@ -28,22 +29,23 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   // Static segments win over parameters in the router, so /me/... never reaches /:user_id/....
   fastify.get('/me/groups', {
     config: { permissions: [] },
-    schema: { tags, summary: 'Your groups', response: { 200: memberships } }
+    schema: { operationId: 'listMyGroups', tags, summary: 'Your groups', response: { 200: memberships } }
   }, async (request, reply) => reply.ok(await fastify.rbac.userGroups(request.auth!.userId)))
 
   fastify.get('/me/permissions', {
     config: { permissions: [] },
-    schema: { tags, summary: 'Your permissions, and the groups granting each', response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
+    schema: { operationId: 'listMyPermissions', tags, summary: 'Your permissions, and the groups granting each', response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.auth!.userId)))
 
   fastify.get('/:user_id/groups', {
     config: { permissions: ['view_user'] },
-    schema: { tags, summary: 'A user\'s groups', params, response: { 200: memberships } }
+    schema: { operationId: 'listUserGroups', tags, summary: 'A user\'s groups', params, response: { 200: memberships } }
   }, async (request, reply) => reply.ok(await fastify.rbac.userGroups(request.params.user_id)))
 
   fastify.post('/:user_id/groups', {
     config: { permissions: ['assign_groups'] },
     schema: {
+      operationId: 'changeUserGroups',
       tags,
       summary: 'Set, add or remove a user\'s groups',
       description: 'Any active group can be assigned (409 CONFLICT for an inactive one), if you hold every permission it grants ' +
@@ -61,12 +63,13 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:user_id/permissions', {
     config: { permissions: ['view_user'] },
-    schema: { tags, summary: 'A user\'s permissions, and the groups granting each', params, response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
+    schema: { operationId: 'listUserPermissions', tags, summary: 'A user\'s permissions, and the groups granting each', params, response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.params.user_id)))
 
   fastify.put('/:user_id/status', {
     config: { permissions: ['manage_users'] },
     schema: {
+      operationId: 'setUserStatus',
       tags,
       summary: 'Activate or deactivate a user',
       description: 'Deactivating signs out every session of the user at once. Only super admins change a super admin\'s status ' +

@@ -1,0 +1,27 @@
+import fp from 'fastify-plugin'
+
+/** Probes polled by load balancers and Prometheus: logging them would drown the rest. */
+export const unloggedRoutes = new Set(['/health', '/health/ready', '/metrics'])
+
+/**
+ * Production request log: one line per answered request (pino's default is two,
+ * "incoming request" and "request completed", turned off by disableRequestLogging
+ * in app.ts) with the method, route pattern, status, duration and request id
+ * (`reqId`, bound by the request's logger). Probes are not logged.
+ */
+export default fp(async (fastify) => {
+  if (fastify.config.NODE_ENV !== 'production') return
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url
+    if (route === undefined || !unloggedRoutes.has(route)) {
+      request.log.info({
+        method: request.method,
+        route: route ?? null,
+        url: route === undefined ? request.url.split('?')[0] : undefined,
+        status: reply.statusCode,
+        duration_ms: Math.round(reply.elapsedTime * 10) / 10
+      }, 'request')
+    }
+    done()
+  })
+}, { name: 'request-log' })
