@@ -32,7 +32,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Readiness: the database and the cache answer; 503 otherwise
+         * Readiness: the database and the cache answer and the process is not shutting down; 503 otherwise
          * @description Public and not rate limited; each check has a 2 s deadline, so a hung dependency reads as down.
          */
         get: operations["getReadiness"];
@@ -83,7 +83,7 @@ export interface paths {
         put?: never;
         /**
          * Record an event from a client application
-         * @description The body carries only what happened (action, module, message, level up to error, metadata). Who, from where (IP, user agent), the request and session ids and the time are filled in by the server, never taken from the body (SR-39). The module is stored as `client.<module>`. Rate limited to ACTIVITY_CLIENT_EVENTS_PER_MINUTE per user; metadata at most 4096 bytes.
+         * @description The body carries only what happened (action, module, message, level up to error, metadata). The answer comes once the row is written (503 when the database cannot take it). Who, from where (IP, user agent), the request and session ids and the time are filled in by the server, never taken from the body (SR-39). The module is stored as `client.<module>`. Rate limited to ACTIVITY_CLIENT_EVENTS_PER_MINUTE per user; metadata at most 4096 bytes.
          *
          *     Requires a signed-in user.
          */
@@ -909,7 +909,7 @@ export interface paths {
         };
         /**
          * File storage reachability (local folder writable, or the GCS bucket answering); 503 otherwise
-         * @description Writes a probe file in the local folder, or reads the bucket's metadata on GCS.
+         * @description Writes a probe file in the local folder, or reads the bucket's metadata on GCS. The probe runs at most once per STORAGE_HEALTH_CACHE_SECONDS per instance; `checked_at` says when this answer was measured.
          */
         get: operations["getStorageHealth"];
         put?: never;
@@ -1261,7 +1261,7 @@ export interface paths {
         put?: never;
         /**
          * Upload a file (multipart) or have the server fetch a URL
-         * @description multipart/form-data with one file part, or JSON `{ "url": "https://..." }`. The type is detected from the content (images, video, PDF, office documents) and each type has its own size limit (413 FILE_TOO_LARGE). URL fetches follow at most UPLOAD_URL_MAX_REDIRECTS redirects, within UPLOAD_URL_TIMEOUT_MS, and only to public addresses (400 URL_NOT_ALLOWED).
+         * @description multipart/form-data with one file part, or JSON `{ "url": "https://..." }`. The type is detected from the content (images, video, PDF, office documents) and each type has its own size limit (413 FILE_TOO_LARGE). The sizes of your files together are bounded by UPLOAD_QUOTA_BYTES_PER_USER (413 UPLOAD_QUOTA_EXCEEDED); UPLOAD_RATE_LIMIT_PER_MINUTE uploads per minute per user (429 RATE_LIMITED). URL fetches follow at most UPLOAD_URL_MAX_REDIRECTS redirects, within UPLOAD_URL_TIMEOUT_MS, and only to public addresses (400 URL_NOT_ALLOWED).
          *
          *     Requires permission: add_upload.
          */
@@ -1475,7 +1475,9 @@ export interface components {
                  *     METHOD_NOT_ALLOWED (405): The route exists but not with this method
                  *     CONFLICT (409): The change conflicts with the current state
                  *     PAYLOAD_TOO_LARGE (413): The body is larger than the limit
+                 *     REQUEST_TIMEOUT (408): The request (headers or body) took longer to arrive than the server waits; the connection was closed
                  *     UNSUPPORTED_MEDIA_TYPE (415): The Content-Type is not accepted by this route
+                 *     UNSUPPORTED_CONTENT_ENCODING (415): The Content-Encoding of the body is not supported; send it uncompressed or as gzip, deflate or br
                  *     RATE_LIMITED (429): Too many requests; retry after the Retry-After header
                  *     INTERNAL_ERROR (500): An unexpected error; it was logged and reported
                  *     BAD_GATEWAY (502): An upstream service failed
@@ -1515,14 +1517,16 @@ export interface components {
                  *     ACTIVITY_NOT_FOUND (404): No such activity log entry
                  *     RETENTION_TOO_SHORT (400): Cleanup must keep at least the minimum retention
                  *     MEDIA_NOT_FOUND (404): No such file
+                 *     DOWNLOAD_LINK_INVALID (403): The download link has a wrong signature or has expired; ask the API for a new one
                  *     FILE_TYPE_NOT_ALLOWED (415): The file content is not an allowed type
                  *     FILE_TOO_LARGE (413): The file is larger than its type allows
+                 *     UPLOAD_QUOTA_EXCEEDED (413): The file would take your stored files past your storage quota; delete some first
                  *     URL_NOT_ALLOWED (400): The URL is not http(s) or resolves to a non-public address
                  *     URL_FETCH_FAILED (502): The URL could not be fetched
                  *     STORAGE_ERROR (502): The storage backend failed
                  * @enum {string}
                  */
-                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
+                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "UNSUPPORTED_MEDIA_TYPE" | "UNSUPPORTED_CONTENT_ENCODING" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "DOWNLOAD_LINK_INVALID" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "UPLOAD_QUOTA_EXCEEDED" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
                 /** @description Translated, human-readable message */
                 message: string;
                 details?: unknown;
@@ -4714,6 +4718,8 @@ export interface operations {
                             status: "up";
                             driver: string;
                             latency_ms: number;
+                            /** Format: date-time */
+                            checked_at: string;
                         };
                         /** Format: date-time */
                         timestamp: string;
