@@ -11,6 +11,14 @@ export const unloggedRoutes = new Set(['/health', '/health/ready', '/metrics'])
  */
 export default fp(async (fastify) => {
   if (fastify.config.NODE_ENV !== 'production') return
+  // At debug level the arrival is logged too, so an operator (or a test) can tell a
+  // request that reached the instance from one still in a socket buffer.
+  if (fastify.config.LOG_LEVEL === 'debug' || fastify.config.LOG_LEVEL === 'trace') {
+    fastify.addHook('onRequest', (request, _reply, done) => {
+      request.log.debug({ method: request.method, url: request.url.split('?')[0] }, 'request received')
+      done()
+    })
+  }
   fastify.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url
     if (route === undefined || !unloggedRoutes.has(route)) {

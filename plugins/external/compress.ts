@@ -22,6 +22,8 @@ export default fp(async (fastify) => {
     global: true,
     threshold: 2048,
     encodings: [...encodings],
+    // The same request encodings on every Node line (zlib has zstd from Node 22.15 on).
+    requestEncodings: [...encodings],
     brotliOptions: { params: { 1: 4 } },
     onUnsupportedRequestEncoding: (encoding) => new AppError('UNSUPPORTED_CONTENT_ENCODING', { details: { encoding, accepted: ['identity', ...encodings] } })
   })

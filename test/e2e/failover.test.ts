@@ -11,7 +11,8 @@ t.setTimeout(420_000)
 const LOAD = { total: 300, concurrency: 6 }
 
 t.test('instances leaving and dying under load behind Caddy', { skip: e2eSkipReason() }, async (t) => {
-  const cluster = await startCluster(t)
+  // Debug level: production logs each request's arrival ('request received') besides its answer ('request').
+  const cluster = await startCluster(t, { env: { LOG_LEVEL: 'debug' } })
   const { ctx, a, caddy, clients } = cluster
   let b: ServerProcess = cluster.b
   const user = await createUser(ctx.app)
@@ -27,7 +28,7 @@ t.test('instances leaving and dying under load behind Caddy', { skip: e2eSkipRea
     send: (i) => clients.call(`${caddy.url}${prefix}/settings/profile`, { ip: `${subnet}.${1 + (i % 50)}`, headers: auth }),
     at
   })
-  const servedProfiles = (server: ServerProcess) => server.logs.filter((l) => l.msg === 'incoming request' && (l.req as { url?: string } | undefined)?.url === `${prefix}/settings/profile`).length
+  const servedProfiles = (server: ServerProcess) => server.logs.filter((l) => l.msg === 'request received' && l.url === `${prefix}/settings/profile`).length
 
   await t.test('SR-42: SIGTERM to one instance mid-load: no client request fails, and it exits 0 by itself', async (t) => {
     let signalled = -1
@@ -83,7 +84,7 @@ t.test('instances leaving and dying under load behind Caddy', { skip: e2eSkipRea
     }))
     // Every login must have reached the instance: a connection whose request was not read
     // yet is idle to Node and is closed at once (a client or Caddy retries it elsewhere).
-    for (const id of ids) await a.waitForLog((l) => l.msg === 'incoming request' && l.reqId === id)
+    for (const id of ids) await a.waitForLog((l) => l.msg === 'request received' && l.reqId === id)
     a.signal('SIGTERM')
     await a.waitForLog((l) => l.msg === 'closing')
 
@@ -98,7 +99,7 @@ t.test('instances leaving and dying under load behind Caddy', { skip: e2eSkipRea
     t.same(replies.map((r) => r.status), ids.map(() => 200), 'every in-flight login completed')
     t.ok(replies.every((r) => typeof r.body.data?.access_token === 'string'), 'with its tokens')
     const closingAt = a.logs.findIndex((l) => l.msg === 'closing')
-    const completedAfter = a.logs.slice(closingAt).filter((l) => l.msg === 'request completed' && ids.includes(l.reqId!))
+    const completedAfter = a.logs.slice(closingAt).filter((l) => l.msg === 'request' && ids.includes(l.reqId!))
     t.ok(completedAfter.length > 0, `${completedAfter.length} of them were still in flight when the signal arrived`)
     t.same(await a.exited, { code: 0, signal: null }, 'exit code 0 within the grace period')
 

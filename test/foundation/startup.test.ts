@@ -13,7 +13,7 @@ function capture () {
 
 t.test('production logs one line per request, with method, route, status, duration and request id; probes are not logged', async (t) => {
   const { lines, stream } = capture()
-  const app = await build(t, { NODE_ENV: 'production', METRICS_ENABLED: 'true' }, { serverOptions: { logger: { level: 'info', redact: { paths: redactPaths, censor: '[redacted]' }, stream } } })
+  const app = await build(t, { NODE_ENV: 'production', METRICS_ENABLED: 'true', METRICS_TOKEN: 'startup-test-metrics-token' }, { serverOptions: { logger: { level: 'info', redact: { paths: redactPaths, censor: '[redacted]' }, stream } } })
   lines.length = 0
   const res = await app.inject({ url: '/api/v1/settings/profile?lang=fr', headers: { 'x-request-id': 'one-line-0001' } })
   t.equal(res.statusCode, 401)
@@ -25,7 +25,7 @@ t.test('production logs one line per request, with method, route, status, durati
   t.match(lines.filter((l) => l.reqId === 'one-line-0002'), [{ msg: 'request', route: null, url: '/no/such/route', status: 404 }], 'an unmatched URL is logged without its query')
 
   lines.length = 0
-  for (const url of ['/health', '/health/ready', '/metrics']) t.equal((await app.inject(url)).statusCode, 200, url)
+  for (const url of ['/health', '/health/ready', '/metrics']) t.equal((await app.inject({ url, headers: { authorization: 'Bearer startup-test-metrics-token' } })).statusCode, 200, url)
   t.same(lines, [], 'probes write nothing')
 })
 
