@@ -13,8 +13,8 @@ import ValidatorSelector, { type ValidatorFactory } from '@fastify/ajv-compiler'
 import type { PGlite } from '@electric-sql/pglite'
 import { apiPrefix, type AppConfig } from './config.ts'
 import { checkInput } from './schemas/boundary.ts'
-import { clientErrorHandler, frameworkErrors } from './plugins/app/errors.ts'
-import { redactUrl } from './plugins/app/redact.ts'
+import { clientErrorHandler, frameworkErrors } from './plugins/app/http/errors.ts'
+import { redactUrl } from './plugins/app/http/redact.ts'
 import { AppError } from './schemas/errors.ts'
 import { prettyTransport } from './startup.ts'
 
@@ -79,7 +79,7 @@ export function serverOptions (config: AppConfig): FastifyHttpOptions<Server> {
       serializers: logSerializers,
       ...prettyTransport(config)
     },
-    // Production logs one line per request (plugins/app/request-log.ts) instead of two.
+    // Production logs one line per request (plugins/app/http/request-log.ts) instead of two.
     logController: new LogController({ disableRequestLogging: config.NODE_ENV === 'production' }),
     childLoggerFactory: lazyChildLogger,
     trustProxy: parseTrustProxy(config.TRUST_PROXY) as FastifyServerOptions['trustProxy'],

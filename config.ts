@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
-import { describePasswordProblem, passwordProblem } from './plugins/app/password-policy.ts'
+import { describePasswordProblem, passwordProblem } from './plugins/app/auth/password-policy.ts'
 
 /**
  * Every environment variable the service reads: name, default and meaning.

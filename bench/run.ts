@@ -29,7 +29,7 @@ import { login, loginUser, requests, type RequestSpec } from './lib/api.ts'
 import { buildApi, type Build } from './lib/build.ts'
 import { measure, measureTogether, warmUp, type Load, type Measured } from './lib/load.ts'
 import { rssMb } from './lib/proc.ts'
-import { IDLE_THREAD_MS } from '../plugins/app/passwords.ts'
+import { IDLE_THREAD_MS } from '../plugins/app/auth/passwords.ts'
 import { environment, resultsTable, round, row, targetsTable, type Row, type SoakResult, type Target } from './lib/report.ts'
 import { resultsDir, startApi, startBaseline, type Server } from './lib/servers.ts'
 import { seedActivity, seedLoginUser, seedUsers } from './lib/seed.ts'
@@ -194,7 +194,7 @@ async function main (): Promise<void> {
       log(`GET /health under login load: p99 ${health.p99} ms (${logins.requestsPerSecond} logins/s meanwhile)`)
     }
     // A stays up, untouched, while B runs: its idle RSS is read once its hash threads
-    // have retired (plugins/app/passwords.ts, IDLE_THREAD_MS), i.e. as an instance
+    // have retired (plugins/app/auth/passwords.ts, IDLE_THREAD_MS), i.e. as an instance
     // that served this load and then went quiet.
     let aQuietSince = Date.now()
 

@@ -11,7 +11,7 @@ import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
  * --email a@b.c`, read to its end, one final newline dropped), else from a
  * hidden prompt on the terminal. Never from an argument: npm echoes the
  * command line and `ps` shows it to every user of the host. It must pass the
- * API's password policy (plugins/app/password-policy.ts). There is
+ * API's password policy (plugins/app/auth/password-policy.ts). There is
  * deliberately no master OTP or default password: this is the way in.
  *
  * Exit codes: 0 done, 1 failure (database, refused account), 2 bad usage.
@@ -52,7 +52,7 @@ async function main (argv: string[]): Promise<number> {
   // Loaded only now, so a usage error answers at once instead of after the
   // database drivers and the hashing library are loaded.
   const [{ ConfigError, loadConfig }, { createOrPromoteSuperAdmin, findUserByEmail, normalizeEmail, SuperAdminError }, { openDatabase }, { migrateDatabase }, { seedDatabase }, { describePasswordProblem, passwordProblem }] =
-    await Promise.all([import('../config.ts'), import('./admin.ts'), import('./client.ts'), import('./migrate.ts'), import('./seed.ts'), import('../plugins/app/password-policy.ts')])
+    await Promise.all([import('../config.ts'), import('./admin.ts'), import('./client.ts'), import('./migrate.ts'), import('./seed.ts'), import('../plugins/app/auth/password-policy.ts')])
   const email = normalizeEmail(values.email)
 
   await loadDotenv()

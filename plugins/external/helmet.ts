@@ -2,7 +2,7 @@ import fp from 'fastify-plugin'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import helmet, { type HelmetOptions } from 'helmet'
 
-/** helmet's policy for this API (SR-31). HSTS is added by plugins/app/security.ts, only over TLS. */
+/** helmet's policy for this API (SR-31). HSTS is added by plugins/app/http/security.ts, only over TLS. */
 export const helmetOptions: Readonly<HelmetOptions> = {
   hsts: false,
   frameguard: { action: 'deny' },

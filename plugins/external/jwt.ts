@@ -18,7 +18,7 @@ declare module 'fastify' {
 /**
  * Signs and verifies access and session tokens (HS256, fixed iss/aud). The key is
  * given once, so fast-jwt builds one signer and one caching verifier.
- * Tokens are read by plugins/app/auth.ts, never from cookies or the query string.
+ * Tokens are read by plugins/app/auth/authenticate.ts, never from cookies or the query string.
  */
 export default fp(async (fastify) => {
   const secret = fastify.config.JWT_SECRET_KEY

@@ -92,7 +92,7 @@ export default fp(async (fastify) => {
     config: { public: true, rateLimit: false, metrics: false },
     logLevel: 'warn',
     schema: { hide: true, response: { 200: Type.String() } },
-    // Registered before plugins/app/errors.ts sets the app's error handler; looked up
+    // Registered before plugins/app/http/errors.ts sets the app's error handler; looked up
     // when an error happens, so a refusal answers the usual envelope.
     errorHandler: (error, request, reply) => fastify.errorHandler(error, request, reply)
   }, async (request, reply) => {

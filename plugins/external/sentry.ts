@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { Breadcrumb, ErrorEvent } from '@sentry/node'
-import { redactUrl } from '../app/redact.ts'
+import { redactUrl } from '../app/http/redact.ts'
 
 /** Keys whose values never leave the process in an error report (SR-33). */
 const SECRET_KEY = /pass(word)?|secret|token|otp|code|authorization|cookie|session|api[-_]?key|dsn/i

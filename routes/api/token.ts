@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import formbody from '@fastify/formbody'
 import { AppError } from '../../schemas/errors.ts'
-import { toAppError } from '../../plugins/app/errors.ts'
+import { toAppError } from '../../plugins/app/http/errors.ts'
 
 /**
  * `P/token`: the OAuth2 password grant (RFC 6749 §4.3), so Swagger UI's Authorize

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
-import { ActivityBuffer, timeOrderedId, type BufferOptions, type PendingRow } from '../../plugins/app/activity.ts'
+import { ActivityBuffer, timeOrderedId, type BufferOptions, type PendingRow } from '../../plugins/app/activity/activity.ts'
 import type { NewActivityLog } from '../../db/schema/index.ts'
 
 /**

@@ -116,7 +116,7 @@ t.test('SR-9: five failures lock the account with a growing back-off; other acco
   t.equal((await attempt('bystander@example.com', defaultPassword)).statusCode, 200, 'another account is not affected')
 
   // The lock expires (simulated by dropping it); the next failure locks for twice as long.
-  const { keyOf } = await import('../../plugins/app/throttle.ts')
+  const { keyOf } = await import('../../plugins/app/auth/throttle.ts')
   await app.store.del(`lock:${keyOf(`user:${victim.user_id}`)}`)
   t.equal((await attempt('victim@example.com', 'wrong-again-password')).statusCode, 401)
   const second = await attempt('victim@example.com', defaultPassword)
@@ -131,7 +131,7 @@ t.test('SR-9: five failures lock the account with a growing back-off; other acco
 t.test('SR-9: the back-off is capped', async (t) => {
   const app = await build(t, { LOGIN_LOCKOUT_THRESHOLD: '1', LOGIN_LOCKOUT_BASE_SECONDS: '600', LOGIN_LOCKOUT_MAX_SECONDS: '900', AUTH_RATE_LIMIT_PER_IDENTIFIER: '100' })
   const victim = await createUser(app, { email: 'capped@example.com' })
-  const { keyOf } = await import('../../plugins/app/throttle.ts')
+  const { keyOf } = await import('../../plugins/app/auth/throttle.ts')
   let retryAfter = 0
   for (let i = 0; i < 4; i++) {
     await app.store.del(`lock:${keyOf(`user:${victim.user_id}`)}`)

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { build } from '../helpers/build.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 import { StrictObject } from '../../schemas/envelope.ts'
-import { bodyOptional } from '../../plugins/app/envelope.ts'
+import { bodyOptional } from '../../plugins/app/http/envelope.ts'
 import { catalogs, languages } from '../../i18n/index.ts'
 
 /**

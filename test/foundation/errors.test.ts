@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { build } from '../helpers/build.ts'
 import { StrictObject } from '../../schemas/envelope.ts'
 import Fastify from 'fastify'
-import access from '../../plugins/app/access.ts'
+import access from '../../plugins/app/auth/access.ts'
 
 const probeRoutes = async (app: FastifyInstance) => {
   app.post('/probe/echo', {

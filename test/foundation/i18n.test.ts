@@ -1,7 +1,7 @@
 import t from 'tap'
 import { catalogs, languages } from '../../i18n/index.ts'
 import { errorCodes } from '../../schemas/errors.ts'
-import { negotiateLanguage } from '../../plugins/app/i18n.ts'
+import { negotiateLanguage } from '../../plugins/app/http/i18n.ts'
 import { build } from '../helpers/build.ts'
 
 t.test('every catalog has every key of every other catalog, and every error code', async (t) => {

@@ -4,7 +4,7 @@ import type { FastifyServerOptions } from 'fastify'
 import { build, testSecret } from '../helpers/build.ts'
 import { serverOptions } from '../../app.ts'
 import { loadConfig } from '../../config.ts'
-import { redactUrl } from '../../plugins/app/redact.ts'
+import { redactUrl } from '../../plugins/app/http/redact.ts'
 import { scrubBreadcrumb, scrubEvent } from '../../plugins/external/sentry.ts'
 
 /**

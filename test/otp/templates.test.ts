@@ -1,8 +1,8 @@
 import t from 'tap'
 import { languages } from '../../i18n/index.ts'
-import { otpPurposes, render, escapeHtml, type TemplateName } from '../../plugins/app/_templates/messages.ts'
-import { maskAddress } from '../../plugins/app/notify.ts'
-import { channelFor, destinationOf, requireProof, secondsToNextUtcDay } from '../../plugins/app/otp.ts'
+import { otpPurposes, render, escapeHtml, type TemplateName } from '../../plugins/app/notifications/_templates/messages.ts'
+import { maskAddress } from '../../plugins/app/notifications/notify.ts'
+import { channelFor, destinationOf, requireProof, secondsToNextUtcDay } from '../../plugins/app/auth/otp.ts'
 
 const templates: TemplateName[] = ['otp', 'signup_attempt', 'password_changed', 'password_set', 'password_reset', 'email_changed', 'phone_changed', 'new_device']
 const params = { app: 'Acme', code: '042917', minutes: 10, time: '2030-01-02 03:04', address: 'n***@example.com', device: 'Firefox on Linux', ip: '203.0.113.9' }

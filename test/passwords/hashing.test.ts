@@ -3,7 +3,7 @@ import { threadId as mainThreadId, isMainThread } from 'node:worker_threads'
 import Fastify from 'fastify'
 import bcrypt from 'bcryptjs'
 import { Algorithm, hash as argon2Hash } from '@node-rs/argon2'
-import passwords from '../../plugins/app/passwords.ts'
+import passwords from '../../plugins/app/auth/passwords.ts'
 import { loadConfig } from '../../config.ts'
 import { hashPassword, verifyPassword } from '../../workers/password.ts'
 

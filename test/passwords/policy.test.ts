@@ -1,6 +1,6 @@
 import t from 'tap'
 import Fastify from 'fastify'
-import passwords from '../../plugins/app/passwords.ts'
+import passwords from '../../plugins/app/auth/passwords.ts'
 import { loadConfig } from '../../config.ts'
 
 // The password rules that run before any hashing: length (SR-1, SR-3) and the

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkUrl, classifyAddress, isPublicAddress, resolvePublic, type Resolver } from '../../plugins/app/url-fetch.ts'
+import { checkUrl, classifyAddress, isPublicAddress, resolvePublic, type Resolver } from '../../plugins/app/media/url-fetch.ts'
 import { AppError } from '../../schemas/errors.ts'
 import { ConfigError, loadConfig } from '../../config.ts'
 

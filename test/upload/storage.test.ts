@@ -4,9 +4,9 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { Readable } from 'node:stream'
-import { localDriver } from '../../plugins/app/storage/local.ts'
-import { gcsDriver } from '../../plugins/app/storage/gcs.ts'
-import { isObjectKey } from '../../plugins/app/storage/driver.ts'
+import { localDriver } from '../../plugins/app/media/storage/local.ts'
+import { gcsDriver } from '../../plugins/app/media/storage/gcs.ts'
+import { isObjectKey } from '../../plugins/app/media/storage/driver.ts'
 import { startFakeGcs } from '../helpers/gcs.ts'
 
 // The GCS library must never look for a metadata server (169.254.169.254) from a test.

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { MockAgent } from 'undici'
-import { safeFetch, type ResolvedAddress, type Resolver, type SafeFetchOptions } from '../../plugins/app/url-fetch.ts'
+import { safeFetch, type ResolvedAddress, type Resolver, type SafeFetchOptions } from '../../plugins/app/media/url-fetch.ts'
 import type { AppError } from '../../schemas/errors.ts'
 
 /**

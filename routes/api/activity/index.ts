@@ -7,7 +7,7 @@ import {
   CLIENT_METADATA_MAX_BYTES, ClientActivityEventSchema
 } from '../../../schemas/activity.ts'
 import { resolveTimeZone, TimeZoneParam } from '../../../schemas/dashboard.ts'
-import type { ActivityFilters as Filters } from '../../../plugins/app/activity-queries.ts'
+import type { ActivityFilters as Filters } from '../../../plugins/app/activity/queries.ts'
 
 const tags = ['activity']
 const DAY_MS = 86_400_000

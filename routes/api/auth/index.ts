@@ -3,8 +3,8 @@ import { Type } from '@sinclair/typebox'
 import { Envelope, StrictObject } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { LoginBody, LogoutScope, RefreshBody, SessionSchema, TokenBundleSchema, TokenInfoSchema } from '../../../schemas/auth.ts'
-import type { TokenClaims } from '../../../plugins/app/sessions.ts'
-import { bodyOptional } from '../../../plugins/app/envelope.ts'
+import type { TokenClaims } from '../../../plugins/app/auth/sessions.ts'
+import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
 
 const tags = ['auth']
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString()

@@ -8,7 +8,7 @@ import {
   AvailabilityBody, AvailabilitySchema, LoginWithOtpBody, OtpSentSchema, OtpVerifiedSchema, SendOtpBody,
   VerifyContactBody, VerifyOtpBody
 } from '../../../schemas/otp.ts'
-import { requirePhone } from '../../../plugins/app/otp.ts'
+import { requirePhone } from '../../../plugins/app/auth/otp.ts'
 
 const tags = ['auth']
 

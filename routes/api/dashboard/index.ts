@@ -6,7 +6,7 @@ import {
   DashboardMeta, DashboardOverviewSchema, DashboardStatisticsSchema, DistributionSchema, growthPeriods, RecentSignInSchema,
   resolveTimeZone, RoleStatisticSchema, TimeZoneParam, UserGrowthSchema, type GrowthPeriod
 } from '../../../schemas/dashboard.ts'
-import type { Cached } from '../../../plugins/app/dashboard.ts'
+import type { Cached } from '../../../plugins/app/dashboard/dashboard.ts'
 
 const tags = ['dashboard']
 const permissions = ['view_dashboard']

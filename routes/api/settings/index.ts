@@ -7,9 +7,9 @@ import {
   AccountClosedSchema, DeactivateAccountBody, DeleteAccountBody, ProfileAccessibilityBody, ProfileLanguageBody, ProfileUpdateBody,
   ProfileViewSchema, SettingsSchema, ThemeBody, TimeZoneBody
 } from '../../../schemas/settings.ts'
-import { toPublicUser } from '../../../plugins/app/users.ts'
-import { bodyOptional } from '../../../plugins/app/envelope.ts'
-import type { ProfileChanges, SettingField } from '../../../plugins/app/profiles.ts'
+import { toPublicUser } from '../../../plugins/app/accounts/users.ts'
+import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
+import type { ProfileChanges, SettingField } from '../../../plugins/app/accounts/profiles.ts'
 
 const tags = ['settings']
 

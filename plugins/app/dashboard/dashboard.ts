@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import { sql, type SQL } from 'drizzle-orm'
-import { executeRows } from '../../db/client.ts'
-import { authTypes, userTypes } from '../../db/schema/users.ts'
-import { AppError } from '../../schemas/errors.ts'
-import type { DashboardOverview, Distribution, GrowthPeriod, RecentSignIn, RoleStatistic, UserGrowth } from '../../schemas/dashboard.ts'
+import { executeRows } from '../../../db/client.ts'
+import { authTypes, userTypes } from '../../../db/schema/users.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import type { DashboardOverview, Distribution, GrowthPeriod, RecentSignIn, RoleStatistic, UserGrowth } from '../../../schemas/dashboard.ts'
 
 /**
  * The dashboard statistics. Each one is a single SQL statement (aggregates,

@@ -1,5 +1,5 @@
-import { isSupportedLanguage, defaultLanguage, type Language } from '../../../i18n/index.ts'
-import { translate } from '../i18n.ts'
+import { isSupportedLanguage, defaultLanguage, type Language } from '../../../../i18n/index.ts'
+import { translate } from '../../http/i18n.ts'
 
 /**
  * The messages the service sends, rendered per language from the i18n catalogs

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
-import { catalogs, defaultLanguage, isSupportedLanguage, type Language } from '../../i18n/index.ts'
+import { catalogs, defaultLanguage, isSupportedLanguage, type Language } from '../../../i18n/index.ts'
 
 /**
  * Language of a response: `?lang`, then the caller's saved language (set by the

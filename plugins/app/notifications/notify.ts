@@ -4,9 +4,9 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { and, desc, eq, ne, sql } from 'drizzle-orm'
-import { session, type User } from '../../db/schema/index.ts'
-import type { AppConfig } from '../../config.ts'
-import { describeDevice } from './sessions.ts'
+import { session, type User } from '../../../db/schema/index.ts'
+import type { AppConfig } from '../../../config.ts'
+import { describeDevice } from '../auth/sessions.ts'
 import { render, type NoticeTemplate, type OtpPurpose, type TemplateName } from './_templates/messages.ts'
 
 /**

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import ipaddr from 'ipaddr.js'
 import type { Dispatcher } from 'undici'
-import { AppError } from '../../schemas/errors.ts'
+import { AppError } from '../../../schemas/errors.ts'
 
 /**
  * Server-side fetching of a client-supplied URL without SSRF (SR-36): http(s)

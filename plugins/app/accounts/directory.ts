@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import { and, asc, count, desc, eq, getTableColumns, ilike, inArray, or, sql, type Placeholder, type SQL } from 'drizzle-orm'
-import { group, user, userGroup, type AuthType, type User, type UserStatus, type UserType } from '../../db/schema/index.ts'
-import { statementCache } from '../../db/client.ts'
-import { decodeCursor as decodeCursorOf, encodeCursor, isText, isTimestamp, isUuid } from '../../schemas/cursor.ts'
-import { containsPattern, type ListPage } from './rbac.ts'
+import { group, user, userGroup, type AuthType, type User, type UserStatus, type UserType } from '../../../db/schema/index.ts'
+import { statementCache } from '../../../db/client.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor, isText, isTimestamp, isUuid } from '../../../schemas/cursor.ts'
+import { containsPattern, type ListPage } from '../access-control/rbac.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
 
 /**

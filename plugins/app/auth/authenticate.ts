@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
-import { AppError } from '../../schemas/errors.ts'
+import { AppError } from '../../../schemas/errors.ts'
 import type { TokenClaims, TokenType, UserState } from './sessions.ts'
 
 /**

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import Tinypool from 'tinypool'
-import { AppError } from '../../schemas/errors.ts'
-import type { ProfilePictureResult, ProfilePictureTask, Undecodable } from '../../workers/image.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import type { ProfilePictureResult, ProfilePictureTask, Undecodable } from '../../../workers/image.ts'
 
 /**
  * Image re-encoding in a tinypool of worker threads (workers/image.ts), started
@@ -20,12 +20,12 @@ declare module 'fastify' {
   interface FastifyInstance { images: ImageService }
 }
 
-// The same arrangement as plugins/app/passwords.ts: from sources, a shim loads the
+// The same arrangement as plugins/app/auth/passwords.ts: from sources, a shim loads the
 // .ts worker through tsx; the build runs dist/workers/image.js.
 const fromSource = import.meta.url.endsWith('.ts')
 const workerOptions = fromSource
-  ? { filename: new URL('../../workers/image.dev.mjs', import.meta.url).href, execArgv: [] }
-  : { filename: new URL('../../workers/image.js', import.meta.url).href }
+  ? { filename: new URL('../../../workers/image.dev.mjs', import.meta.url).href, execArgv: [] }
+  : { filename: new URL('../../../workers/image.js', import.meta.url).href }
 
 // Enough for a 50-megapixel photo; a decompression bomb declares far more.
 const MAX_INPUT_PIXELS = 50_000_000

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import { createHash } from 'node:crypto'
-import { AppError } from '../../schemas/errors.ts'
+import { AppError } from '../../../schemas/errors.ts'
 
 /**
  * Counters that guard against brute force, kept in the shared store so every

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import { eq, sql } from 'drizzle-orm'
-import { authCacheState } from '../../db/schema/index.ts'
-import { AppError } from '../../schemas/errors.ts'
+import { authCacheState } from '../../../db/schema/index.ts'
+import { AppError } from '../../../schemas/errors.ts'
 
 /**
  * Decides which auth-state cache entries (`s:<sid>`, `u:<uid>`) may be trusted, so

@@ -1,14 +1,14 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { and, asc, count, eq, gt, ilike, inArray, or, sql, type SQL } from 'drizzle-orm'
-import type { Database } from '../../db/client.ts'
-import { group, groupPermission, permission, user, userGroup, type Group, type Permission, type User } from '../../db/schema/index.ts'
-import { allPermissionCodenames, SUPER_ADMIN_GROUP } from '../../db/defaults.ts'
-import { isUniqueViolation } from '../../db/errors.ts'
-import { AppError } from '../../schemas/errors.ts'
-import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isText } from '../../schemas/cursor.ts'
-import { hasPermissions, type AuthContext } from './auth.ts'
-import { toPublicUser, type PublicUser } from './users.ts'
+import type { Database } from '../../../db/client.ts'
+import { group, groupPermission, permission, user, userGroup, type Group, type Permission, type User } from '../../../db/schema/index.ts'
+import { allPermissionCodenames, SUPER_ADMIN_GROUP } from '../../../db/defaults.ts'
+import { isUniqueViolation } from '../../../db/errors.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isText } from '../../../schemas/cursor.ts'
+import { hasPermissions, type AuthContext } from '../auth/authenticate.ts'
+import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 
 /**
  * Permissions, groups and memberships, and the escalation rules of SR-27:

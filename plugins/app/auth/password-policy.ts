@@ -5,7 +5,7 @@ import { createRequire } from 'node:module'
  * create-admin CLI and the start-up check of BOOTSTRAP_ADMIN_PASSWORD apply one
  * rule: a length in code points between PASSWORD_MIN_LENGTH and
  * PASSWORD_MAX_LENGTH, and not on the common-password list. Not a plugin
- * (autoload skips a module without one); plugins/app/passwords.ts uses it.
+ * (autoload skips a module without one); plugins/app/auth/passwords.ts uses it.
  */
 export type PasswordProblem = 'PASSWORD_TOO_SHORT' | 'PASSWORD_TOO_LONG' | 'WEAK_PASSWORD'
 export interface PasswordLimits { min: number, max: number }

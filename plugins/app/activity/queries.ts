@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import { and, desc, eq, getTableColumns, inArray, lt, sql, type Placeholder, type SQL } from 'drizzle-orm'
-import { executeRows, statementCache } from '../../db/client.ts'
-import { activityLevels, activityLog, type ActivityLevel, type ActivityLog } from '../../db/schema/index.ts'
-import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../schemas/cursor.ts'
-import { STATISTICS_TOP_ACTIONS, type ActivityLogEntry } from '../../schemas/activity.ts'
+import { executeRows, statementCache } from '../../../db/client.ts'
+import { activityLevels, activityLog, type ActivityLevel, type ActivityLog } from '../../../db/schema/index.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../../schemas/cursor.ts'
+import { STATISTICS_TOP_ACTIONS, type ActivityLogEntry } from '../../../schemas/activity.ts'
 
 /**
  * Reading the activity log: filtered lists with keyset pagination, one row,

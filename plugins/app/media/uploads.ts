@@ -2,12 +2,12 @@ import { createHash, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import { and, count, desc, eq, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
-import { media, user, type Media, type MediaPurpose } from '../../db/schema/index.ts'
-import { AppError } from '../../schemas/errors.ts'
-import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../schemas/cursor.ts'
-import type { MediaView } from '../../schemas/media.ts'
-import type { AppConfig } from '../../config.ts'
-import type { Database } from '../../db/client.ts'
+import { media, user, type Media, type MediaPurpose } from '../../../db/schema/index.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../../schemas/cursor.ts'
+import type { MediaView } from '../../../schemas/media.ts'
+import type { AppConfig } from '../../../config.ts'
+import type { Database } from '../../../db/client.ts'
 
 // Loaded with the first upload: an instance that never receives one skips its parsers.
 let fileType: Promise<typeof import('file-type')> | undefined

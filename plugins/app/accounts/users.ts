@@ -1,9 +1,9 @@
 import fp from 'fastify-plugin'
 import { eq, sql } from 'drizzle-orm'
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max'
-import { user, type User } from '../../db/schema/index.ts'
+import { user, type User } from '../../../db/schema/index.ts'
 import type { Static } from '@sinclair/typebox'
-import type { UserSchema } from '../../schemas/user.ts'
+import type { UserSchema } from '../../../schemas/user.ts'
 
 /** Data access for users: lookups by identifier, the auth state of a user, login bookkeeping. */
 export type PublicUser = Static<typeof UserSchema>

@@ -4,10 +4,10 @@ import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import findMyWay from 'find-my-way'
-import { AppError, errorCodes, type ErrorCode } from '../../schemas/errors.ts'
-import { catalogs, defaultLanguage, type Language } from '../../i18n/index.ts'
+import { AppError, errorCodes, type ErrorCode } from '../../../schemas/errors.ts'
+import { catalogs, defaultLanguage, type Language } from '../../../i18n/index.ts'
 import { negotiateLanguage, translate } from './i18n.ts'
-import { securityHeaders } from '../external/helmet.ts'
+import { securityHeaders } from '../../external/helmet.ts'
 
 /**
  * One place turns every failure into the error envelope of API.md:

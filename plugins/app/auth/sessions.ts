@@ -2,9 +2,9 @@ import fp from 'fastify-plugin'
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { and, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm'
 import { UAParser } from 'ua-parser-js'
-import { session, user, type NewSession, type Session, type User } from '../../db/schema/index.ts'
-import { AppError } from '../../schemas/errors.ts'
-import { toPublicUser, type PublicUser } from './users.ts'
+import { session, user, type NewSession, type Session, type User } from '../../../db/schema/index.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 
 /**
  * Sessions and the three tokens of API.md.

@@ -4,8 +4,8 @@ import { accessSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
 import Tinypool from 'tinypool'
-import { AppError } from '../../schemas/errors.ts'
-import type { HashParams, HashTask, VerifyResult, VerifyTask } from '../../workers/password.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import type { HashParams, HashTask, VerifyResult, VerifyTask } from '../../../workers/password.ts'
 import { commonPasswords, isTooLong, passwordProblem } from './password-policy.ts'
 
 /**
@@ -46,8 +46,8 @@ declare module 'fastify' {
 // build runs dist/workers/password.js beside us, with the parent's flags.
 const fromSource = import.meta.url.endsWith('.ts')
 const workerOptions = fromSource
-  ? { filename: new URL('../../workers/password.dev.mjs', import.meta.url).href, execArgv: [] }
-  : { filename: new URL('../../workers/password.js', import.meta.url).href }
+  ? { filename: new URL('../../../workers/password.dev.mjs', import.meta.url).href, execArgv: [] }
+  : { filename: new URL('../../../workers/password.js', import.meta.url).href }
 
 // Threads start with the first login and leave after a minute without one: an
 // idle instance holds no hashing thread (each costs 20-40 MB of RSS).

@@ -6,10 +6,10 @@ import { randomFillSync } from 'node:crypto'
 import { v7 as uuidv7 } from 'uuid'
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler'
 import { getTableColumns, sql } from 'drizzle-orm'
-import { activityLog, type ActivityLevel, type NewActivityLog } from '../../db/schema/index.ts'
-import type { Database } from '../../db/client.ts'
-import { AppError } from '../../schemas/errors.ts'
-import { isDependencyDown, toAppError } from './errors.ts'
+import { activityLog, type ActivityLevel, type NewActivityLog } from '../../../db/schema/index.ts'
+import type { Database } from '../../../db/client.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { isDependencyDown, toAppError } from '../http/errors.ts'
 
 /**
  * Audit events (SR-38): one activity_log row per auth event, with actor, target,

@@ -1,14 +1,14 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { Static } from '@sinclair/typebox'
-import type { User } from '../../db/schema/index.ts'
-import { AppError } from '../../schemas/errors.ts'
-import type { ChangeEmailBody, ChangePhoneBody, ForgetPasswordBody, LoginWithOtpBody, SendOtpBody, SignupBody, VerifyContactBody } from '../../schemas/otp.ts'
-import { isTimeZone } from './accounts.ts'
-import { maskAddress, type Channel } from './notify.ts'
+import type { User } from '../../../db/schema/index.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import type { ChangeEmailBody, ChangePhoneBody, ForgetPasswordBody, LoginWithOtpBody, SendOtpBody, SignupBody, VerifyContactBody } from '../../../schemas/otp.ts'
+import { isTimeZone } from '../accounts/accounts.ts'
+import { maskAddress, type Channel } from '../notifications/notify.ts'
 import { channelFor, destinationOf, requireProof, type Destination, type IssueResult, type OtpPurpose } from './otp.ts'
 import type { TokenBundle } from './sessions.ts'
-import { toPublicUser, type PublicUser } from './users.ts'
+import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 
 /**
  * The self-service flows built on one-time passwords: sending codes, passwordless

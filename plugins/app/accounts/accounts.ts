@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { eq, getTableColumns, sql } from 'drizzle-orm'
-import { group, session, user, userGroup, type User } from '../../db/schema/index.ts'
-import { DEFAULT_USER_GROUP } from '../../db/defaults.ts'
-import { AppError, type ErrorCode } from '../../schemas/errors.ts'
-import { statementCache, type Database } from '../../db/client.ts'
+import { group, session, user, userGroup, type User } from '../../../db/schema/index.ts'
+import { DEFAULT_USER_GROUP } from '../../../db/defaults.ts'
+import { AppError, type ErrorCode } from '../../../schemas/errors.ts'
+import { statementCache, type Database } from '../../../db/client.ts'
 
 /**
  * Account writes of the self-service flows (sign-up, passwords, email and phone

@@ -1,10 +1,10 @@
 import { createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
-import { AppError } from '../../schemas/errors.ts'
-import { DeliveryError, maskAddress, type Channel } from './notify.ts'
-import { normalizePhone } from './users.ts'
-import { otpPurposes, type OtpPurpose } from './_templates/messages.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import { DeliveryError, maskAddress, type Channel } from '../notifications/notify.ts'
+import { normalizePhone } from '../accounts/users.ts'
+import { otpPurposes, type OtpPurpose } from '../notifications/_templates/messages.ts'
 
 /**
  * One-time passwords on the shared key-value store (SR-11 to SR-16).
