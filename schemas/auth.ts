@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox'
 import { Nullable, StrictObject } from './envelope.ts'
 import { UserSchema } from './user.ts'
+import { ref } from './ref.ts'
 
 // Bounded so a huge value is a fast 400; the real length rules (SR-1) are checked in code, per code point.
 const PasswordInput = Type.String({ minLength: 1, maxLength: 4096, description: 'The password (8-128 characters by default)' })
@@ -24,7 +25,7 @@ export const TokenBundleSchema = Type.Object({
   expires_in: Type.Integer({ description: 'Seconds until the access token expires' }),
   session_expires_in: Type.Integer({ description: 'Seconds until the session token expires' }),
   refresh_expires_in: Type.Integer({ description: 'Seconds until the refresh token expires if unused' }),
-  user: Type.Ref(UserSchema)
+  user: ref(UserSchema)
 }, { $id: 'TokenBundle' })
 
 export const RefreshBody = StrictObject({ refresh_token: Type.String({ minLength: 10, maxLength: 512 }) }, { $id: 'RefreshRequest' })

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { AppError } from './errors.ts'
 import { Nullable } from './envelope.ts'
+import { ref } from './ref.ts'
 
 const Count = (description?: string) => Type.Integer({ minimum: 0, description })
 
@@ -68,15 +69,15 @@ export const RecentSignInSchema = Type.Object({
 }, { $id: 'RecentSignIn', description: 'An account and when it last signed in' })
 
 export const DashboardStatisticsSchema = Type.Object({
-  overview: Type.Ref(DashboardOverviewSchema),
-  users_by_status: Type.Ref(DistributionSchema),
-  users_by_type: Type.Ref(DistributionSchema),
-  users_by_auth_type: Type.Ref(DistributionSchema),
-  users_by_country: Type.Ref(DistributionSchema),
-  users_by_language: Type.Ref(DistributionSchema),
-  user_growth: Type.Ref(UserGrowthSchema),
-  role_statistics: Type.Array(Type.Ref(RoleStatisticSchema)),
-  recent_sign_ins: Type.Array(Type.Ref(RecentSignInSchema))
+  overview: ref(DashboardOverviewSchema),
+  users_by_status: ref(DistributionSchema),
+  users_by_type: ref(DistributionSchema),
+  users_by_auth_type: ref(DistributionSchema),
+  users_by_country: ref(DistributionSchema),
+  users_by_language: ref(DistributionSchema),
+  user_growth: ref(UserGrowthSchema),
+  role_statistics: Type.Array(ref(RoleStatisticSchema)),
+  recent_sign_ins: Type.Array(ref(RecentSignInSchema))
 }, { $id: 'DashboardStatistics', description: 'Every dashboard statistic, computed in one database round trip' })
 
 export const DashboardMeta = Type.Object({

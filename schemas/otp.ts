@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox'
 import { StrictObject } from './envelope.ts'
 import { UserSchema } from './user.ts'
 import { languages } from '../i18n/index.ts'
+import { ref } from './ref.ts'
 
 /**
  * Bodies and answers of the one-time-password, sign-up, password and contact
@@ -127,8 +128,8 @@ export const ChangePhoneBody = StrictObject({
 
 export const ContactChangeSchema = Type.Object({
   status: literals(['otp_sent', 'changed'] as const),
-  otp: Type.Optional(Type.Ref(OtpSentSchema)),
-  user: Type.Optional(Type.Ref(UserSchema))
+  otp: Type.Optional(ref(OtpSentSchema)),
+  user: Type.Optional(ref(UserSchema))
 }, { $id: 'ContactChange' })
 
 export const otpSchemas = [

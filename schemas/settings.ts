@@ -4,6 +4,7 @@ import { PublicProfileSchema, UserSchema } from './user.ts'
 import { UserNameInput } from './otp.ts'
 import { languages } from '../i18n/index.ts'
 import { profileAccessibilities, themes } from '../db/schema/users.ts'
+import { ref } from './ref.ts'
 
 /**
  * Bodies and answers of P/settings. The profile body is the allow-list of
@@ -65,7 +66,7 @@ export const SettingsSchema = Type.Object({
 }, { $id: 'Settings', description: 'Your settings' })
 
 /** Another user's profile: the full account for holders of view_user (and yourself), the public part otherwise. */
-export const ProfileViewSchema = Type.Union([Type.Ref(UserSchema), Type.Ref(PublicProfileSchema)], { $id: 'ProfileView' })
+export const ProfileViewSchema = Type.Union([ref(UserSchema), ref(PublicProfileSchema)], { $id: 'ProfileView' })
 
 export const DeactivateAccountBody = StrictObject({
   reason: Type.Optional(Type.String({ maxLength: 500, description: 'Kept in the audit log' }))

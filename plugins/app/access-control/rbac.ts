@@ -315,14 +315,14 @@ export default fp(async (fastify) => {
       } catch (error) {
         throw uniqueConflict(error, { permission_codename_key: 'codename' }) ?? error
       }
-      await fastify.audit(request, { action: 'permission_create', module: 'rbac', metadata: { permission_id: row.permission_id, codename: row.codename } })
+      await fastify.audit(request.caller, { action: 'permission_create', module: 'rbac', metadata: { permission_id: row.permission_id, codename: row.codename } })
       return toPermissionView(row)
     },
 
     async updatePermission (request, id, changes) {
       const [row] = await db.update(permission).set({ ...changes, last_updated: now() }).where(eq(permission.permission_id, id)).returning()
       if (!row) throw new AppError('PERMISSION_NOT_FOUND')
-      await fastify.audit(request, { action: 'permission_update', module: 'rbac', metadata: { permission_id: id, codename: row.codename, fields: Object.keys(changes) } })
+      await fastify.audit(request.caller, { action: 'permission_update', module: 'rbac', metadata: { permission_id: id, codename: row.codename, fields: Object.keys(changes) } })
       return toPermissionView(row)
     },
 
@@ -338,7 +338,7 @@ export default fp(async (fastify) => {
         return { row, affected: holders.map((h) => h.id) }
       })
       await fastify.sessions.permissionsChanged(outcome.affected)
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: 'permission_delete',
         module: 'rbac',
         level: 'warning',
@@ -395,7 +395,7 @@ export default fp(async (fastify) => {
       } catch (error) {
         throw uniqueConflict(error, { group_codename_key: 'codename', group_name_key: 'name' }) ?? error
       }
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: 'group_create', module: 'rbac', metadata: { group_id: created.group_id, codename: created.codename, permissions: granted.map((p) => p.codename) }
       })
       return service.getGroup(created.group_id)
@@ -427,7 +427,7 @@ export default fp(async (fastify) => {
         throw uniqueConflict(error, { group_codename_key: 'codename', group_name_key: 'name' }) ?? error
       }
       await fastify.sessions.permissionsChanged(outcome.affected)
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: 'group_update',
         module: 'rbac',
         metadata: { group_id: id, codename: outcome.before.codename, fields: Object.keys(changes), ...(changes.is_active !== undefined ? { is_active: changes.is_active } : {}), affected_users: outcome.affected.length }
@@ -444,7 +444,7 @@ export default fp(async (fastify) => {
         return { row, affected }
       })
       await fastify.sessions.permissionsChanged(outcome.affected)
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: 'group_delete',
         module: 'rbac',
         level: 'warning',
@@ -474,7 +474,7 @@ export default fp(async (fastify) => {
         return { row, added, removed, affected: changed && row.is_active ? await memberIds(tx, id) : [] }
       })
       await fastify.sessions.permissionsChanged(outcome.affected)
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: 'group_permissions_set',
         module: 'rbac',
         metadata: {
@@ -549,7 +549,7 @@ export default fp(async (fastify) => {
       })
       const changed = outcome.added.length + outcome.removed.length > 0
       if (changed) await fastify.sessions.permissionsChanged([userId])
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: 'user_groups_change',
         module: 'rbac',
         targetUserId: userId,
@@ -579,7 +579,7 @@ export default fp(async (fastify) => {
       })
       const revoked = active ? 0 : await fastify.sessions.revokeAllForUser(userId, 'deactivated_by_admin')
       await fastify.sessions.refreshUserState(userId)
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: active ? 'user_activate' : 'user_deactivate',
         module: 'users',
         targetUserId: userId,

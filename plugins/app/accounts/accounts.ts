@@ -179,7 +179,7 @@ export default fp(async (fastify) => {
       const { lockedForSeconds } = await fastify.throttle.reserveAttempt(lockKey)
       const { ok } = await fastify.passwords.verify(account.password, password)
       if (!ok) {
-        await fastify.audit(request, { action: 'reauth_failed', level: 'warning', targetUserId: account.user_id, metadata: { locked_for_seconds: lockedForSeconds } })
+        await fastify.audit(request.caller, { action: 'reauth_failed', level: 'warning', targetUserId: account.user_id, metadata: { locked_for_seconds: lockedForSeconds } })
         throw new AppError('AUTH_CURRENT_PASSWORD_INVALID')
       }
       await fastify.throttle.clearFailures(lockKey)

@@ -173,7 +173,7 @@ export default fp(async (fastify) => {
       // The session token's profile snapshot and the cached language follow last_updated.
       await fastify.sessions.refreshUserState(userId)
       request.userLanguage = row.language
-      await fastify.audit(request, { action: 'profile_update', module: 'settings', targetUserId: userId, metadata: { fields: Object.keys(values) } })
+      await fastify.audit(request.caller, { action: 'profile_update', module: 'settings', targetUserId: userId, metadata: { fields: Object.keys(values) } })
       return toPublicUser(row)
     },
 
@@ -183,7 +183,7 @@ export default fp(async (fastify) => {
       await fastify.sessions.refreshUserState(userId)
       // A new language already applies to this answer.
       request.userLanguage = row.language
-      await fastify.audit(request, { action: 'setting_update', module: 'settings', targetUserId: userId, metadata: { field, value: row[field] } })
+      await fastify.audit(request.caller, { action: 'setting_update', module: 'settings', targetUserId: userId, metadata: { field, value: row[field] } })
       return settingsOf(row)
     },
 
@@ -212,7 +212,7 @@ export default fp(async (fastify) => {
       })
       const revoked = await fastify.sessions.revokeAllForUser(userId, 'account_deactivated')
       await fastify.sessions.refreshUserState(userId)
-      await fastify.audit(request, { action: 'account_deactivate', module: 'settings', level: 'warning', targetUserId: userId, metadata: { revoked_sessions: revoked, ...(reason ? { reason } : {}) } })
+      await fastify.audit(request.caller, { action: 'account_deactivate', module: 'settings', level: 'warning', targetUserId: userId, metadata: { revoked_sessions: revoked, ...(reason ? { reason } : {}) } })
       return { user_id: userId, status: 'inactive', revoked_sessions: revoked }
     },
 
@@ -264,7 +264,7 @@ export default fp(async (fastify) => {
       await Promise.all(outcome.sessionIds.map((sid) => fastify.sessions.revoke(sid, 'account_deleted')))
       await fastify.sessions.refreshUserState(userId)
       const removal = await removeFiles(outcome.files)
-      await fastify.audit(request, {
+      await fastify.audit(request.caller, {
         action: 'account_delete',
         module: 'settings',
         level: 'warning',

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import { UAParser } from 'ua-parser-js'
 import { randomFillSync } from 'node:crypto'
@@ -10,6 +10,7 @@ import { activityLog, type ActivityLevel, type NewActivityLog } from '../../../d
 import type { Database } from '../../../db/client.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { isDependencyDown, toAppError } from '../http/errors.ts'
+import { existingCaller, type Caller } from '../auth/caller.ts'
 
 /**
  * Audit events (SR-38): one activity_log row per auth event, with actor, target,
@@ -51,19 +52,15 @@ export interface ActivityService {
    * Queues a row. `security: true` rows (audit events) are never dropped;
    * others (client events, automatic request rows) may be when the buffer is full.
    */
-  record: (request: FastifyRequest | null, event: AuditEvent, options: RecordOptions) => Promise<QueuedActivity>
+  record: (caller: Caller | null, event: AuditEvent, options: RecordOptions) => Promise<QueuedActivity>
   /** Rows waiting to be written, and rows dropped since start (buffer full or unwritable). */
   stats: () => { pending: number, dropped: number, written: number }
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    audit: (request: FastifyRequest | null, event: AuditEvent) => Promise<void>
+    audit: (caller: Caller | null, event: AuditEvent) => Promise<void>
     activity: ActivityService
-  }
-  interface FastifyRequest {
-    /** Rows this request queued, so the automatic row is skipped and the explicit ones get the final status. */
-    activityRows: PendingRow[] | null
   }
 }
 
@@ -544,8 +541,8 @@ export default fp(async (fastify) => {
   })
   buffer.start()
 
-  function build (request: FastifyRequest | null, event: AuditEvent): PendingRow['row'] {
-    const auth = request?.auth
+  function build (caller: Caller | null, event: AuditEvent): PendingRow['row'] {
+    const auth = caller?.actor
     const now = fastify.now()
     return {
       log_id: timeOrderedId(now),
@@ -556,30 +553,30 @@ export default fp(async (fastify) => {
       user_id: event.userId !== undefined ? event.userId : (auth?.userId ?? null),
       target_user_id: event.targetUserId ?? null,
       session_id: event.sessionId !== undefined ? event.sessionId : (auth?.sessionId ?? null),
-      ip_address: request?.ip ?? null,
-      user_agent: request?.headers['user-agent']?.slice(0, 512) ?? null,
+      ip_address: caller?.ip ?? null,
+      user_agent: caller?.userAgent ?? null,
       device: null,
       browser: null,
       os: null,
-      endpoint: request?.routeOptions.url ?? null,
-      method: request?.method ?? null,
+      endpoint: caller?.endpoint ?? null,
+      method: caller?.method ?? null,
       status_code: event.statusCode ?? null,
-      request_id: request ? String(request.id) : null,
+      request_id: caller?.requestId ?? null,
       duration_ms: null,
       metadata: event.metadata ? scrubMetadata(event.metadata) as Record<string, unknown> : null,
       created_at: new Date(now)
     }
   }
 
-  async function record (request: FastifyRequest | null, event: AuditEvent, options: RecordOptions): Promise<QueuedActivity> {
-    const pending: PendingRow = { row: build(request, event), security: options.security, taken: false }
+  async function record (caller: Caller | null, event: AuditEvent, options: RecordOptions): Promise<QueuedActivity> {
+    const pending: PendingRow = { row: build(caller, event), security: options.security, taken: false }
     const written = options.written
       ? new Promise<void>((resolve, reject) => {
         pending.settle = (dropped) => dropped ? reject(new AppError('SERVICE_UNAVAILABLE', { cause: dropped })) : resolve()
       })
       : undefined
     written?.catch(() => {}) // awaited below; a rejection meanwhile is not "unhandled"
-    if (request) (request.activityRows ??= []).push(pending)
+    if (caller) (caller.auditRows ??= []).push(pending)
     await buffer.add(pending)
     if (written) {
       // The database being down keeps the row queued: the client hears 503 rather than waiting for it.
@@ -589,9 +586,8 @@ export default fp(async (fastify) => {
     return { log_id: pending.row.log_id, created_at: pending.row.created_at as Date }
   }
 
-  fastify.decorateRequest('activityRows', null)
-  fastify.decorate('audit', async (request: FastifyRequest | null, event: AuditEvent) => {
-    await record(request, event, { security: true })
+  fastify.decorate('audit', async (caller: Caller | null, event: AuditEvent) => {
+    await record(caller, event, { security: true })
   })
   fastify.decorate('activity', {
     flush: () => buffer.flush(),
@@ -600,13 +596,13 @@ export default fp(async (fastify) => {
   } satisfies ActivityService)
 
   // The error code of a failed request, for the metadata of its automatic row.
-  const errorCodes = new WeakMap<FastifyRequest, string>()
+  const errorCodes = new WeakMap<object, string>()
   fastify.addHook('onError', async (request, _reply, error) => {
     errorCodes.set(request, toAppError(error).code)
   })
 
-  fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
-    const own = request.activityRows
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const own = existingCaller(request)?.auditRows as PendingRow[] | null | undefined
     if (own) {
       // Audit rows were queued mid-request: they get the outcome while they still wait.
       for (const p of own) {
@@ -615,29 +611,27 @@ export default fp(async (fastify) => {
         p.row.duration_ms = Math.round(reply.elapsedTime)
       }
     } else if (config.ACTIVITY_LOG_REQUESTS && MUTATING.has(request.method) && !request.is404) {
-      automaticRow(request, reply)
+      const endpoint = request.routeOptions.url
+      if (endpoint) automaticRow(request.caller, endpoint, request.params, errorCodes.get(request), reply.statusCode, reply.elapsedTime)
     }
     done()
   })
 
-  function automaticRow (request: FastifyRequest, reply: FastifyReply) {
-    const endpoint = request.routeOptions.url
-    if (!endpoint) return
+  function automaticRow (caller: Caller, endpoint: string, params: unknown, error: string | undefined, statusCode: number, elapsed: number) {
     // Never the body (it may hold passwords or codes): path parameters are ids, the error a code.
-    const params = request.params as Record<string, unknown> | undefined
-    const error = errorCodes.get(request)
+    const named = params as Record<string, unknown> | undefined
     const metadata = {
-      ...(params && Object.keys(params).length > 0 ? { params } : {}),
+      ...(named && Object.keys(named).length > 0 ? { params: named } : {}),
       ...(error ? { error } : {})
     }
-    const row = build(request, {
+    const row = build(caller, {
       action: 'request',
       module: routeModule(endpoint),
-      level: levelOfStatus(reply.statusCode),
-      statusCode: reply.statusCode,
+      level: levelOfStatus(statusCode),
+      statusCode,
       metadata: Object.keys(metadata).length > 0 ? metadata : undefined
     })
-    row.duration_ms = Math.round(reply.elapsedTime)
+    row.duration_ms = Math.round(elapsed)
     buffer.add({ row, security: false, taken: false }).catch(() => { /* non-audit rows never wait and never fail */ })
   }
 
@@ -645,4 +639,4 @@ export default fp(async (fastify) => {
   fastify.addHook('onClose', async () => {
     await buffer.close()
   })
-}, { name: 'activity', dependencies: ['db', 'metrics'] })
+}, { name: 'activity', dependencies: ['db', 'metrics', 'caller'] })

@@ -99,13 +99,13 @@ export default fp(async (fastify) => {
     // A code is only ever sent to an existing account; it may have been deleted since.
     if (!found) throw new AppError('OTP_INVALID')
     if (!found.is_active || found.status !== 'active') {
-      await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method: 'otp', reason: 'inactive' } })
+      await fastify.audit(request.caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method: 'otp', reason: 'inactive' } })
       throw new AppError('AUTH_ACCOUNT_INACTIVE')
     }
     await provenChannel(found, destination)
     const current = await users.recordLogin(found.user_id)
     const bundle = await sessions.create(current, { ...client(request), method: 'otp' })
-    await fastify.audit(request, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method: 'otp', channel: destination.kind } })
+    await fastify.audit(request.caller, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method: 'otp', channel: destination.kind } })
     notify.loginNotice(request, current, bundle.session_id)
     return bundle
   }
@@ -136,7 +136,7 @@ export default fp(async (fastify) => {
       country: body.country
     })
     const bundle = await sessions.create(account, { ...client(request), method: 'otp' })
-    await fastify.audit(request, { action: 'signup', userId: account.user_id, targetUserId: account.user_id, sessionId: bundle.session_id, metadata: { auth_type: account.auth_type, destination: maskAddress(destination.value) } })
+    await fastify.audit(request.caller, { action: 'signup', userId: account.user_id, targetUserId: account.user_id, sessionId: bundle.session_id, metadata: { auth_type: account.auth_type, destination: maskAddress(destination.value) } })
     return bundle
   }
 
@@ -150,7 +150,7 @@ export default fp(async (fastify) => {
     await accounts.assertRecentAuth(request)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(password))
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request, { action: 'password_set', targetUserId: account.user_id })
+    await fastify.audit(request.caller, { action: 'password_set', targetUserId: account.user_id })
     notify.notice({ account: updated, template: 'password_set' })
     return toPublicUser(updated)
   }
@@ -167,7 +167,7 @@ export default fp(async (fastify) => {
     // SR-6: every other session ends; the one that made the change continues.
     const revoked = await sessions.revokeAllForUser(account.user_id, 'password_change', auth.sessionId)
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request, { action: 'password_change', targetUserId: account.user_id, metadata: { revoked_sessions: revoked } })
+    await fastify.audit(request.caller, { action: 'password_change', targetUserId: account.user_id, metadata: { revoked_sessions: revoked } })
     notify.notice({ account: updated, template: 'password_changed' })
     return { revoked_sessions: revoked }
   }
@@ -186,7 +186,7 @@ export default fp(async (fastify) => {
     const revoked = await sessions.revokeAllForUser(found.user_id, 'password_reset')
     await throttle.clearFailures(`user:${found.user_id}`)
     await sessions.refreshUserState(found.user_id)
-    await fastify.audit(request, { action: 'password_reset', userId: null, targetUserId: found.user_id, metadata: { revoked_sessions: revoked, channel: destination.kind } })
+    await fastify.audit(request.caller, { action: 'password_reset', userId: null, targetUserId: found.user_id, metadata: { revoked_sessions: revoked, channel: destination.kind } })
     notify.notice({ account: updated, template: 'password_reset' })
     return { revoked_sessions: revoked }
   }
@@ -210,7 +210,7 @@ export default fp(async (fastify) => {
     })
     const updated = await accounts.markVerified(account.user_id, destination.kind)
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request, { action: destination.kind === 'email' ? 'email_verified' : 'phone_verified', targetUserId: account.user_id, metadata: { destination: maskAddress(destination.value) } })
+    await fastify.audit(request.caller, { action: destination.kind === 'email' ? 'email_verified' : 'phone_verified', targetUserId: account.user_id, metadata: { destination: maskAddress(destination.value) } })
     return toPublicUser(updated)
   }
 
@@ -244,7 +244,7 @@ export default fp(async (fastify) => {
       ? await accounts.changeEmail(account.user_id, destination.value)
       : await accounts.changePhone(account.user_id, destination.value)
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request, {
+    await fastify.audit(request.caller, {
       action: kind === 'email' ? 'email_change' : 'phone_change',
       module: 'settings',
       targetUserId: account.user_id,

@@ -43,21 +43,21 @@ export default fp(async (fastify) => {
     const { lockedForSeconds } = await throttle.reserveAttempt(account)
     const { ok, needsRehash } = await passwords.verify(found?.password ?? null, password)
     if (!found || !ok) {
-      await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { method, identifier_hash: identifierHash } })
+      await fastify.audit(request.caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { method, identifier_hash: identifierHash } })
       if (lockedForSeconds > 0) {
-        await fastify.audit(request, { action: 'account_locked', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { seconds: lockedForSeconds, identifier_hash: identifierHash } })
+        await fastify.audit(request.caller, { action: 'account_locked', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { seconds: lockedForSeconds, identifier_hash: identifierHash } })
       }
       throw new AppError('AUTH_INVALID_CREDENTIALS')
     }
     await throttle.clearFailures(account)
     if (!found.is_active || found.status !== 'active') {
-      await fastify.audit(request, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method, reason: 'inactive' } })
+      await fastify.audit(request.caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method, reason: 'inactive' } })
       throw new AppError('AUTH_ACCOUNT_INACTIVE')
     }
     if (needsRehash) await users.setPasswordHash(found.user_id, await passwords.hash(password))
     const current = await users.recordLogin(found.user_id)
     const bundle = await sessions.create(current, { ip: request.ip, userAgent: request.headers['user-agent'], method })
-    await fastify.audit(request, { action: 'login_success', userId: found.user_id, targetUserId: found.user_id, sessionId: bundle.session_id, metadata: { method, rehashed: needsRehash } })
+    await fastify.audit(request.caller, { action: 'login_success', userId: found.user_id, targetUserId: found.user_id, sessionId: bundle.session_id, metadata: { method, rehashed: needsRehash } })
     // Background and failure-proof: a notice never delays or fails the login.
     fastify.notify.loginNotice(request, current, bundle.session_id)
     return bundle

@@ -170,7 +170,7 @@ export default fp(async (fastify) => {
     const slot = await reserve(input.destination)
     const mode = input.send ?? 'code'
     const audit = (action: string, extra: Record<string, unknown> = {}, level: 'info' | 'warning' = 'info') =>
-      fastify.audit(request, { action, level, userId: request.auth?.userId ?? null, targetUserId: input.userId ?? null, metadata: { ...metadata, ...extra } })
+      fastify.audit(request.caller, { action, level, userId: request.auth?.userId ?? null, targetUserId: input.userId ?? null, metadata: { ...metadata, ...extra } })
     try {
       if (mode === 'nothing') {
         await audit('otp_request_ignored', { reason: 'no_account' })
@@ -248,10 +248,10 @@ export default fp(async (fastify) => {
     const metadata = { purpose: input.purpose, destination: maskAddress(input.destination), via }
     const actor = request.auth?.userId ?? null
     if (outcome !== 'ok') {
-      await fastify.audit(request, { action: 'otp_failed', level: 'warning', userId: actor, targetUserId: input.userId ?? null, metadata: { ...metadata, reason: outcome } })
+      await fastify.audit(request.caller, { action: 'otp_failed', level: 'warning', userId: actor, targetUserId: input.userId ?? null, metadata: { ...metadata, reason: outcome } })
       throw new AppError('OTP_INVALID')
     }
-    await fastify.audit(request, { action: 'otp_verified', userId: actor, targetUserId: input.userId ?? null, metadata })
+    await fastify.audit(request.caller, { action: 'otp_verified', userId: actor, targetUserId: input.userId ?? null, metadata })
   }
 
   async function issueTicket (purpose: OtpPurpose, destination: string) {

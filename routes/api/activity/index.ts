@@ -8,6 +8,7 @@ import {
 } from '../../../schemas/activity.ts'
 import { resolveTimeZone, TimeZoneParam } from '../../../schemas/dashboard.ts'
 import type { ActivityFilters as Filters } from '../../../plugins/app/activity/queries.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['activity']
 const DAY_MS = 86_400_000
@@ -46,7 +47,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
       description: 'Keyset pagination: pass `meta.pagination.next_cursor` as `cursor` for the next page (null on the last one). ' +
         'Entries written meanwhile never shift or repeat the following pages. `from`/`to` are inclusive ISO-8601 times.',
       querystring: ListQuery,
-      response: { 200: Envelope(Type.Array(Type.Ref(ActivityLogEntrySchema)), Type.Ref(PaginationMeta)) }
+      response: { 200: Envelope(Type.Array(ref(ActivityLogEntrySchema)), ref(PaginationMeta)) }
     }
   }, async (request, reply) => {
     const { limit, cursor, ...query } = request.query
@@ -62,7 +63,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Your own activity, newest first',
       description: 'The entries where you are the actor, with the filters and pagination of GET /activity (except user_id).',
       querystring: MyListQuery,
-      response: { 200: Envelope(Type.Array(Type.Ref(ActivityLogEntrySchema)), Type.Ref(PaginationMeta)) }
+      response: { 200: Envelope(Type.Array(ref(ActivityLogEntrySchema)), ref(PaginationMeta)) }
     }
   }, async (request, reply) => {
     const { limit, cursor, ...query } = request.query
@@ -78,7 +79,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Activity counts by level, action, module and day',
       description: `The list filters apply. The range defaults to the last 30 days and spans at most ${STATISTICS_MAX_DAYS} days; days are counted in \`tz\`.`,
       querystring: StatisticsQuery,
-      response: { 200: Envelope(Type.Ref(ActivityStatisticsSchema)) }
+      response: { 200: Envelope(ref(ActivityStatisticsSchema)) }
     }
   }, async (request, reply) => {
     const tz = resolveTimeZone(request.query.tz)
@@ -100,7 +101,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'One activity log entry',
       params: Type.Object({ log_id: Uuid() }),
-      response: { 200: Envelope(Type.Ref(ActivityLogEntrySchema)) }
+      response: { 200: Envelope(ref(ActivityLogEntrySchema)) }
     }
   }, async (request, reply) => {
     const entry = await fastify.activityQueries.get(request.params.log_id)
@@ -118,8 +119,8 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
         'The answer comes once the row is written (503 when the database cannot take it). ' +
         'Who, from where (IP, user agent), the request and session ids and the time are filled in by the server, never taken from the body (SR-39). ' +
         `The module is stored as \`client.<module>\`. Rate limited to ACTIVITY_CLIENT_EVENTS_PER_MINUTE per user; metadata at most ${CLIENT_METADATA_MAX_BYTES} bytes.`,
-      body: Type.Ref(ClientActivityEventSchema),
-      response: { 201: Envelope(Type.Ref(ActivityEventAcceptedSchema)) }
+      body: ref(ClientActivityEventSchema),
+      response: { 201: Envelope(ref(ActivityEventAcceptedSchema)) }
     }
   }, async (request, reply) => {
     const auth = request.auth!
@@ -132,7 +133,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
     const level = body.level ?? 'info'
     // Only the event's own fields come from the body; audit() takes the rest from the request.
     // The 201 and its log_id mean the row is written: a row that cannot be is a 503, never an acknowledged loss.
-    const queued = await fastify.activity.record(request, {
+    const queued = await fastify.activity.record(request.caller, {
       action: body.action,
       module,
       level,
@@ -153,7 +154,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Delete activity entries older than a number of days',
       description: `\`days\` must be at least ACTIVITY_MIN_RETENTION_DAYS (${config.ACTIVITY_MIN_RETENTION_DAYS}); fewer is 400 RETENTION_TOO_SHORT. The cleanup itself is audited.`,
       querystring: Type.Object({ days: Type.Integer({ minimum: 1, maximum: 36500, description: 'Keep this many days; older entries are deleted' }) }),
-      response: { 200: Envelope(Type.Ref(ActivityCleanupSchema)) }
+      response: { 200: Envelope(ref(ActivityCleanupSchema)) }
     }
   }, async (request, reply) => {
     const { days } = request.query
@@ -162,7 +163,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
     }
     const cutoff = new Date(fastify.now() - days * DAY_MS)
     const deleted = await fastify.activityQueries.cleanup(cutoff)
-    await fastify.audit(request, { action: 'activity_cleanup', module: 'activity', level: 'warning', metadata: { days, deleted, cutoff: cutoff.toISOString() } })
+    await fastify.audit(request.caller, { action: 'activity_cleanup', module: 'activity', level: 'warning', metadata: { days, deleted, cutoff: cutoff.toISOString() } })
     return reply.ok({ deleted, cutoff: cutoff.toISOString(), days }, { message: 'success.activity_cleaned', params: { deleted } })
   })
 }

@@ -5,6 +5,7 @@ import { AppError } from '../../../schemas/errors.ts'
 import { LoginBody, LogoutScope, RefreshBody, SessionSchema, TokenBundleSchema, TokenInfoSchema } from '../../../schemas/auth.ts'
 import type { TokenClaims } from '../../../plugins/app/auth/sessions.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['auth']
 const iso = (seconds: number) => new Date(seconds * 1000).toISOString()
@@ -20,8 +21,8 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Log in with an email, phone number or user name and a password',
       description: 'Answers the tokens of a new session. Failures count towards the account\'s lockout (429 with Retry-After).',
-      body: Type.Ref(LoginBody),
-      response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
+      body: ref(LoginBody),
+      response: { 200: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
     const { identifier, email, phone_number: phone, user_name: userName, password } = request.body as typeof LoginBody.static
@@ -38,19 +39,19 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Rotate the refresh token and get new access and session tokens',
       description: 'Each refresh token works once. Replaying a used one after a short grace window revokes the whole session.',
-      body: Type.Ref(RefreshBody),
-      response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
+      body: ref(RefreshBody),
+      response: { 200: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
     const { refresh_token: token } = request.body as typeof RefreshBody.static
     try {
       const { bundle, userId, sessionId, reused } = await fastify.sessions.refresh(token, { ip: request.ip })
-      await fastify.audit(request, { action: 'token_refresh', userId, targetUserId: userId, sessionId, metadata: { within_grace: reused } })
+      await fastify.audit(request.caller, { action: 'token_refresh', userId, targetUserId: userId, sessionId, metadata: { within_grace: reused } })
       return reply.ok(bundle, { message: 'success.token_refreshed' })
     } catch (error) {
       if (error instanceof AppError && error.code === 'AUTH_REFRESH_REUSED') {
         const { userId, sessionId } = error as AppError & { userId: string, sessionId: string }
-        await fastify.audit(request, { action: 'refresh_token_reuse', level: 'critical', userId, targetUserId: userId, sessionId, message: 'A rotated refresh token was replayed; the session was revoked' })
+        await fastify.audit(request.caller, { action: 'refresh_token_reuse', level: 'critical', userId, targetUserId: userId, sessionId, message: 'A rotated refresh token was replayed; the session was revoked' })
       }
       throw error
     }
@@ -74,7 +75,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     if (scope === 'current') revoked = (await fastify.sessions.revoke(auth.sessionId, 'logout')) ? 1 : 0
     else if (scope === 'others') revoked = await fastify.sessions.revokeAllForUser(auth.userId, 'logout_others', auth.sessionId)
     else revoked = await fastify.sessions.revokeAllForUser(auth.userId, 'logout_all')
-    await fastify.audit(request, { action: 'logout', targetUserId: auth.userId, metadata: { scope, revoked_sessions: revoked } })
+    await fastify.audit(request.caller, { action: 'logout', targetUserId: auth.userId, metadata: { scope, revoked_sessions: revoked } })
     return reply.ok({ scope, revoked_sessions: revoked }, { message: 'success.logout' })
   })
 
@@ -95,7 +96,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/token-info', {
     config: { permissions: [] },
-    schema: { operationId: 'getTokenInfo', tags, summary: 'What the presented token says, and when each token of its session expires', response: { 200: Envelope(Type.Ref(TokenInfoSchema)) } }
+    schema: { operationId: 'getTokenInfo', tags, summary: 'What the presented token says, and when each token of its session expires', response: { 200: Envelope(ref(TokenInfoSchema)) } }
   }, async (request, reply) => {
     const auth = request.auth!
     return reply.ok(await describe(auth.claims, auth.permissions))
@@ -109,7 +110,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Inspect a token of your own (access, session or refresh); without a body, the presented one',
       body: StrictObject({ token: Type.Optional(Type.String({ minLength: 10, maxLength: 8192 })) }),
-      response: { 200: Envelope(Type.Ref(TokenInfoSchema)) }
+      response: { 200: Envelope(ref(TokenInfoSchema)) }
     }
   }, async (request, reply) => {
     const auth = request.auth!
@@ -134,7 +135,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/sessions', {
     config: { permissions: [] },
-    schema: { operationId: 'listSessions', tags, summary: 'Your active sessions (devices)', response: { 200: Envelope(Type.Array(Type.Ref(SessionSchema))) } }
+    schema: { operationId: 'listSessions', tags, summary: 'Your active sessions (devices)', response: { 200: Envelope(Type.Array(ref(SessionSchema))) } }
   }, async (request, reply) => {
     const auth = request.auth!
     const rows = await fastify.sessions.listActive(auth.userId)
@@ -166,7 +167,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     const owned = await fastify.sessions.findActive(auth.userId, sessionId) !== undefined
     if (!owned) throw new AppError('NOT_FOUND')
     await fastify.sessions.revoke(sessionId, 'revoked_by_user')
-    await fastify.audit(request, { action: 'session_revoked', targetUserId: auth.userId, metadata: { revoked_session_id: sessionId } })
+    await fastify.audit(request.caller, { action: 'session_revoked', targetUserId: auth.userId, metadata: { revoked_session_id: sessionId } })
     return reply.ok({ session_id: sessionId, revoked: true as const }, { message: 'success.session_revoked' })
   })
 }

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static } from '@sinclair/typebox'
+import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { TokenBundleSchema } from '../../../schemas/auth.ts'
@@ -9,6 +9,7 @@ import {
   VerifyContactBody, VerifyOtpBody
 } from '../../../schemas/otp.ts'
 import { requirePhone } from '../../../plugins/app/auth/otp.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['auth']
 
@@ -30,8 +31,8 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       // Public, but verify_email / verify_phone read the caller's token: {} makes the
       // credential optional, so Swagger UI sends it when authorized (schemes of access.ts).
       security: [{}, { oauth2: [] }, { bearerAuth: [] }, { sessionToken: [] }],
-      body: Type.Ref(SendOtpBody),
-      response: { 200: Envelope(Type.Ref(OtpSentSchema)) }
+      body: ref(SendOtpBody),
+      response: { 200: Envelope(ref(OtpSentSchema)) }
     }
   }, async (request, reply) => {
     const sent = await fastify.credentials.sendCode(request, request.body as Static<typeof SendOtpBody>)
@@ -46,8 +47,8 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Check a one-time password (consumes it) and get a verification token',
       description: 'The single-use verification_token stands for the code in verify (signup), login-with-otp (login) or ' +
         `forget-password (reset_password), for the same address, during ${config.OTP_TTL_SECONDS} s. Any failure is OTP_INVALID.`,
-      body: Type.Ref(VerifyOtpBody),
-      response: { 200: Envelope(Type.Ref(OtpVerifiedSchema)) }
+      body: ref(VerifyOtpBody),
+      response: { 200: Envelope(ref(OtpVerifiedSchema)) }
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof VerifyOtpBody>
@@ -62,8 +63,8 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Passwordless login with a code sent for the purpose login',
       description: 'Takes the code (or a verification_token from verify-one-time-password) and answers the same tokens as a password login.',
-      body: Type.Ref(LoginWithOtpBody),
-      response: { 200: Envelope(Type.Ref(TokenBundleSchema)) }
+      body: ref(LoginWithOtpBody),
+      response: { 200: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
     const bundle = await fastify.credentials.loginWithOtp(request, request.body as Static<typeof LoginWithOtpBody>)
@@ -76,8 +77,8 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       operationId: 'verifyEmailAndPhone',
       tags,
       summary: 'Mark your email or phone number verified with a code (purpose verify_email or verify_phone)',
-      body: Type.Ref(VerifyContactBody),
-      response: { 200: Envelope(Type.Ref(UserSchema)) }
+      body: ref(VerifyContactBody),
+      response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
     const account = await fastify.credentials.verifyContact(request, request.body as Static<typeof VerifyContactBody>)
@@ -91,8 +92,8 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Is an email, phone number or user name free?',
       description: `Tells whether an account uses each value, which is its purpose; limited to ${config.AVAILABILITY_RATE_LIMIT_PER_IP} requests per IP per minute.`,
-      body: Type.Ref(AvailabilityBody),
-      response: { 200: Envelope(Type.Ref(AvailabilitySchema)) }
+      body: ref(AvailabilityBody),
+      response: { 200: Envelope(ref(AvailabilitySchema)) }
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof AvailabilityBody>

@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static } from '@sinclair/typebox'
+import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { UserSchema } from '../../../schemas/user.ts'
 import { ChangePasswordBody, ForgetPasswordBody, PasswordChangedSchema, SetPasswordBody } from '../../../schemas/otp.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['auth']
 
@@ -17,8 +18,8 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Set a password on an account that has none (e.g. after a passwordless login)',
       description: `Needs a login of the last ${config.REAUTH_WINDOW_MINUTES} minutes (403 AUTH_REAUTH_REQUIRED otherwise); an account with a password uses change-password.`,
-      body: Type.Ref(SetPasswordBody),
-      response: { 200: Envelope(Type.Ref(UserSchema)) }
+      body: ref(SetPasswordBody),
+      response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
     const account = await fastify.credentials.setPassword(request, (request.body as Static<typeof SetPasswordBody>).password)
@@ -31,8 +32,8 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       operationId: 'changePassword',
       tags,
       summary: 'Change your password (the current one is required); signs out your other sessions',
-      body: Type.Ref(ChangePasswordBody),
-      response: { 200: Envelope(Type.Ref(PasswordChangedSchema)) }
+      body: ref(ChangePasswordBody),
+      response: { 200: Envelope(ref(PasswordChangedSchema)) }
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof ChangePasswordBody>
@@ -47,8 +48,8 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Reset a forgotten password with a code sent for the purpose reset_password',
       description: 'Signs out every session and returns no tokens: log in with the new password afterwards.',
-      body: Type.Ref(ForgetPasswordBody),
-      response: { 200: Envelope(Type.Ref(PasswordChangedSchema)) }
+      body: ref(ForgetPasswordBody),
+      response: { 200: Envelope(ref(PasswordChangedSchema)) }
     }
   }, async (request, reply) => {
     const result = await fastify.credentials.resetPassword(request, request.body as Static<typeof ForgetPasswordBody>)

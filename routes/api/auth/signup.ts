@@ -1,8 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static } from '@sinclair/typebox'
+import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { TokenBundleSchema } from '../../../schemas/auth.ts'
 import { SignupBody } from '../../../schemas/otp.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const signup: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config } = fastify
@@ -15,8 +16,8 @@ const signup: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Sign up: a code sent for the purpose signup, the password and profile basics; answers the tokens of a first session',
       description: 'First POST send-one-time-password with purpose signup. The verified address (email or phone) becomes the ' +
         'account\'s identifier; the account joins the group user. Identifiers are normalised: emails lower-cased, phone numbers in E.164.',
-      body: Type.Ref(SignupBody),
-      response: { 201: Envelope(Type.Ref(TokenBundleSchema)) }
+      body: ref(SignupBody),
+      response: { 201: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
     const bundle = await fastify.credentials.signUp(request, request.body as Static<typeof SignupBody>)

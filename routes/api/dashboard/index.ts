@@ -7,6 +7,7 @@ import {
   resolveTimeZone, RoleStatisticSchema, TimeZoneParam, UserGrowthSchema, type GrowthPeriod
 } from '../../../schemas/dashboard.ts'
 import type { Cached } from '../../../plugins/app/dashboard/dashboard.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['dashboard']
 const permissions = ['view_dashboard']
@@ -30,19 +31,19 @@ function send<T> (reply: FastifyReply, result: Cached<T>) {
 }
 
 const describe = 'Cached for DASHBOARD_CACHE_SECONDS; meta.cache_age_seconds says how old the numbers are.'
-const response = (data: TSchema) => ({ 200: Envelope(data, Type.Ref(DashboardMeta)) })
+const response = (data: TSchema) => ({ 200: Envelope(data, ref(DashboardMeta)) })
 
 const dashboard: FastifyPluginAsyncTypebox = async (fastify) => {
   const { dashboard } = fastify
 
   fastify.get('/overview', {
     config: { permissions },
-    schema: { operationId: 'getDashboardOverview', tags, summary: 'Headline numbers: accounts, sign-ins, sessions, groups', description: describe, response: response(Type.Ref(DashboardOverviewSchema)) }
+    schema: { operationId: 'getDashboardOverview', tags, summary: 'Headline numbers: accounts, sign-ins, sessions, groups', description: describe, response: response(ref(DashboardOverviewSchema)) }
   }, async (_request, reply) => send(reply, await dashboard.overview()))
 
   const distribution = (path: string, operationId: string, summary: string, get: () => Promise<Cached<unknown>>) => fastify.get(path, {
     config: { permissions },
-    schema: { operationId, tags, summary, description: describe, response: response(Type.Ref(DistributionSchema)) }
+    schema: { operationId, tags, summary, description: describe, response: response(ref(DistributionSchema)) }
   }, async (_request, reply) => send(reply, await get()))
 
   distribution('/users-by-status', 'getUsersByStatus', 'Accounts by status (active, inactive, deleted)', dashboard.usersByStatus)
@@ -59,13 +60,13 @@ const dashboard: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'New accounts per day, week or month',
       description: `Buckets follow the calendar of \`tz\` (an IANA name); weeks start on Monday; empty buckets are 0. ${describe}`,
       querystring: Type.Object(GrowthQuery),
-      response: response(Type.Ref(UserGrowthSchema))
+      response: response(ref(UserGrowthSchema))
     }
   }, async (request, reply) => send(reply, await dashboard.userGrowth(growthOptions(request.query))))
 
   fastify.get('/role-statistics', {
     config: { permissions },
-    schema: { operationId: 'getRoleStatistics', tags, summary: 'Groups with their member and permission counts', description: describe, response: response(Type.Array(Type.Ref(RoleStatisticSchema))) }
+    schema: { operationId: 'getRoleStatistics', tags, summary: 'Groups with their member and permission counts', description: describe, response: response(Type.Array(ref(RoleStatisticSchema))) }
   }, async (_request, reply) => send(reply, await dashboard.roleStatistics()))
 
   fastify.get('/recent-sign-ins', {
@@ -76,7 +77,7 @@ const dashboard: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'The accounts that signed in most recently',
       description: describe,
       querystring: Type.Object(RecentQuery),
-      response: response(Type.Array(Type.Ref(RecentSignInSchema)))
+      response: response(Type.Array(ref(RecentSignInSchema)))
     }
   }, async (request, reply) => send(reply, await dashboard.recentSignIns(request.query.limit)))
 
@@ -88,7 +89,7 @@ const dashboard: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Every statistic above in one answer (one database round trip)',
       description: `Takes the parameters of user-growth and recent-sign-ins (\`limit\`). ${describe}`,
       querystring: Type.Object({ ...GrowthQuery, ...RecentQuery }),
-      response: response(Type.Ref(DashboardStatisticsSchema))
+      response: response(ref(DashboardStatisticsSchema))
     }
   }, async (request, reply) => send(reply, await dashboard.all({ ...growthOptions(request.query), recentLimit: request.query.limit })))
 }

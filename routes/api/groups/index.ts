@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from '@sinclair/typebox'
 import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
 import { GroupCreateBody, GroupListQuery, GroupPermissionsBody, GroupSchema, GroupUpdateBody } from '../../../schemas/admin.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['groups']
 const params = Type.Object({ group_id: Uuid() })
@@ -14,7 +15,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'List groups with their permissions and member counts, by codename',
       querystring: GroupListQuery,
-      response: { 200: Envelope(Type.Array(Type.Ref(GroupSchema)), Type.Ref(PaginationMeta)) }
+      response: { 200: Envelope(Type.Array(ref(GroupSchema)), ref(PaginationMeta)) }
     }
   }, async (request, reply) => {
     const { limit, offset, cursor } = request.query
@@ -30,8 +31,8 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Create a group',
       description: 'You must hold every permission the group grants (403 PRIVILEGE_ESCALATION). is_system cannot be set: groups made ' +
         'through the API are never system groups.',
-      body: Type.Ref(GroupCreateBody),
-      response: { 201: Envelope(Type.Ref(GroupSchema)) }
+      body: ref(GroupCreateBody),
+      response: { 201: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
     const created = await fastify.rbac.createGroup(request, request.body as Static<typeof GroupCreateBody>)
@@ -40,7 +41,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:group_id', {
     config: { permissions: ['view_group'] },
-    schema: { operationId: 'getGroup', tags, summary: 'One group', params, response: { 200: Envelope(Type.Ref(GroupSchema)) } }
+    schema: { operationId: 'getGroup', tags, summary: 'One group', params, response: { 200: Envelope(ref(GroupSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.getGroup(request.params.group_id)))
 
   fastify.put('/:group_id', {
@@ -53,8 +54,8 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
         'Reactivating a group grants its permissions again, so you must hold them. Deactivating one takes its permissions from its ' +
         'members on their next request.',
       params,
-      body: Type.Ref(GroupUpdateBody),
-      response: { 200: Envelope(Type.Ref(GroupSchema)) }
+      body: ref(GroupUpdateBody),
+      response: { 200: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
     const updated = await fastify.rbac.updateGroup(request, request.params.group_id, request.body as Static<typeof GroupUpdateBody>)
@@ -84,8 +85,8 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       description: 'The body is the complete new set. Each permission added must be held by you (403 PRIVILEGE_ESCALATION); system ' +
         'groups are changed by super admins only. Members see the change on their next request.',
       params,
-      body: Type.Ref(GroupPermissionsBody),
-      response: { 200: Envelope(Type.Ref(GroupSchema)) }
+      body: ref(GroupPermissionsBody),
+      response: { 200: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
     const { permissions } = request.body as Static<typeof GroupPermissionsBody>

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type, type Static } from '@sinclair/typebox'
 import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
 import { PermissionCreateBody, PermissionListQuery, PermissionSchema, PermissionUpdateBody } from '../../../schemas/admin.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['permissions']
 const params = Type.Object({ permission_id: Uuid() })
@@ -14,7 +15,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'List permissions, by codename',
       querystring: PermissionListQuery,
-      response: { 200: Envelope(Type.Array(Type.Ref(PermissionSchema)), Type.Ref(PaginationMeta)) }
+      response: { 200: Envelope(Type.Array(ref(PermissionSchema)), ref(PaginationMeta)) }
     }
   }, async (request, reply) => {
     const { limit, offset, cursor } = request.query
@@ -29,8 +30,8 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Create a permission',
       description: 'A new permission is held by nobody until a group grants it. 409 CONFLICT when the codename is taken.',
-      body: Type.Ref(PermissionCreateBody),
-      response: { 201: Envelope(Type.Ref(PermissionSchema)) }
+      body: ref(PermissionCreateBody),
+      response: { 201: Envelope(ref(PermissionSchema)) }
     }
   }, async (request, reply) => {
     const created = await fastify.rbac.createPermission(request, request.body as Static<typeof PermissionCreateBody>)
@@ -39,7 +40,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:permission_id', {
     config: { permissions: ['view_permission'] },
-    schema: { operationId: 'getPermission', tags, summary: 'One permission', params, response: { 200: Envelope(Type.Ref(PermissionSchema)) } }
+    schema: { operationId: 'getPermission', tags, summary: 'One permission', params, response: { 200: Envelope(ref(PermissionSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.getPermission(request.params.permission_id)))
 
   fastify.put('/:permission_id', {
@@ -49,8 +50,8 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Rename or describe a permission (its codename never changes)',
       params,
-      body: Type.Ref(PermissionUpdateBody),
-      response: { 200: Envelope(Type.Ref(PermissionSchema)) }
+      body: ref(PermissionUpdateBody),
+      response: { 200: Envelope(ref(PermissionSchema)) }
     }
   }, async (request, reply) => {
     const updated = await fastify.rbac.updatePermission(request, request.params.permission_id, request.body as Static<typeof PermissionUpdateBody>)

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static } from '@sinclair/typebox'
+import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { ChangeEmailBody, ChangePhoneBody, ContactChangeSchema } from '../../../schemas/otp.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['settings']
 
@@ -19,8 +20,8 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Change your email address',
       description: steps,
-      body: Type.Ref(ChangeEmailBody),
-      response: { 200: Envelope(Type.Ref(ContactChangeSchema)) }
+      body: ref(ChangeEmailBody),
+      response: { 200: Envelope(ref(ContactChangeSchema)) }
     }
   }, async (request, reply) => {
     const result = await fastify.credentials.changeEmail(request, request.body as Static<typeof ChangeEmailBody>)
@@ -34,8 +35,8 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
       tags,
       summary: 'Change your phone number',
       description: steps,
-      body: Type.Ref(ChangePhoneBody),
-      response: { 200: Envelope(Type.Ref(ContactChangeSchema)) }
+      body: ref(ChangePhoneBody),
+      response: { 200: Envelope(ref(ContactChangeSchema)) }
     }
   }, async (request, reply) => {
     const result = await fastify.credentials.changePhone(request, request.body as Static<typeof ChangePhoneBody>)

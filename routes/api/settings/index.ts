@@ -10,6 +10,7 @@ import {
 import { toPublicUser } from '../../../plugins/app/accounts/users.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
 import type { ProfileChanges, SettingField } from '../../../plugins/app/accounts/profiles.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['settings']
 
@@ -18,12 +19,12 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/', {
     config: { permissions: ['view_profile'] },
-    schema: { operationId: 'getSettings', tags, summary: 'Your settings, and the values each one accepts', response: { 200: Envelope(Type.Ref(SettingsSchema)) } }
+    schema: { operationId: 'getSettings', tags, summary: 'Your settings, and the values each one accepts', response: { 200: Envelope(ref(SettingsSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.profiles.settings(request.auth!.userId)))
 
   fastify.get('/profile', {
     config: { permissions: ['view_profile'] },
-    schema: { operationId: 'getProfile', tags, summary: 'Your profile', response: { 200: Envelope(Type.Ref(UserSchema)) } }
+    schema: { operationId: 'getProfile', tags, summary: 'Your profile', response: { 200: Envelope(ref(UserSchema)) } }
   }, async (request, reply) => {
     const auth = request.auth!
     // A session token carries a profile snapshot; it is served while the account is unchanged since.
@@ -45,7 +46,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
         'part (PublicProfile) of an active account whose profile_accessibility is public; a private, deactivated or unknown ' +
         'account is the same 404 USER_NOT_FOUND, so ids cannot be probed.',
       params: Type.Object({ user_id: Uuid() }),
-      response: { 200: Envelope(Type.Ref(ProfileViewSchema)) }
+      response: { 200: Envelope(ref(ProfileViewSchema)) }
     }
   }, async (request, reply) => reply.ok(await fastify.profiles.view(request, request.params.user_id)))
 
@@ -58,8 +59,8 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       description: 'Accepts only user_name, first_name, last_name, bio, country, gender, dob, language, theme, timezone and ' +
         'profile_accessibility. Any other field (status, is_active, user_type, email, phone_number, password, groups, ...) is a ' +
         '400 VALIDATION_ERROR and nothing is written; email and phone number change through change-email and change-phone.',
-      body: Type.Ref(ProfileUpdateBody),
-      response: { 200: Envelope(Type.Ref(UserSchema)) }
+      body: ref(ProfileUpdateBody),
+      response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
     const user = await fastify.profiles.update(request, request.body as ProfileChanges)
@@ -69,7 +70,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   const setting = (url: string, operationId: string, field: SettingField, body: TSchema, summary: string) => {
     fastify.post(url, {
       config: { permissions: ['edit_profile'] },
-      schema: { operationId, tags, summary, body: Type.Ref(body), response: { 200: Envelope(Type.Ref(SettingsSchema)) } }
+      schema: { operationId, tags, summary, body: ref(body), response: { 200: Envelope(ref(SettingsSchema)) } }
     }, async (request, reply) => {
       const value = (request.body as Record<SettingField, string>)[field]
       return reply.ok(await fastify.profiles.setSetting(request, field, value), { message: 'success.settings_updated' })
@@ -89,8 +90,8 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       summary: 'Deactivate your account and sign out every session',
       description: 'Logging in again is refused (403 AUTH_ACCOUNT_INACTIVE) until an administrator reactivates the account ' +
         '(PUT /users/{user_id}/status). The last active super admin cannot deactivate (409 LAST_SUPER_ADMIN).',
-      body: Type.Ref(DeactivateAccountBody),
-      response: { 200: Envelope(Type.Ref(AccountClosedSchema)) }
+      body: ref(DeactivateAccountBody),
+      response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
     const result = await fastify.profiles.deactivate(request, (request.body as Static<typeof DeactivateAccountBody>).reason)
@@ -109,8 +110,8 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
         'picture, password and preferences are cleared, sessions and group memberships deleted, and audit rows kept with their ' +
         'actor removed. Uploaded files are then deleted from storage. The email, phone number and user name are free again. ' +
         'The last active super admin cannot be deleted (409 LAST_SUPER_ADMIN).',
-      body: Type.Ref(DeleteAccountBody),
-      response: { 200: Envelope(Type.Ref(AccountClosedSchema)) }
+      body: ref(DeleteAccountBody),
+      response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
     const result = await fastify.profiles.remove(request, (request.body as Static<typeof DeleteAccountBody>).current_password)

@@ -4,6 +4,7 @@ import { Envelope } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { ProfilePictureSchema } from '../../../schemas/media.ts'
 import multipartForms from '../../../plugins/external/multipart.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
   await fastify.register(multipartForms)
@@ -28,7 +29,7 @@ const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
           }
         }
       } as never,
-      response: { 200: Envelope(Type.Ref(ProfilePictureSchema)) }
+      response: { 200: Envelope(ref(ProfilePictureSchema)) }
     }
   }, async (request, reply) => {
     const userId = request.auth!.userId
@@ -38,7 +39,7 @@ const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
     if (!part) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/file', message: 'must contain one file part' }] })
     const input = await fastify.uploads.readSmall(part.file, limit, () => part.file.truncated)
     const outcome = await fastify.uploads.setProfilePicture(userId, input, part.filename)
-    await fastify.audit(request, {
+    await fastify.audit(request.caller, {
       action: 'profile_picture_update',
       module: 'settings',
       metadata: { size_bytes: outcome.size_bytes, previous_picture_deleted: outcome.previous_picture_deleted }

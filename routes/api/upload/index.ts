@@ -8,6 +8,7 @@ import { mimeOfKey } from '../../../plugins/app/media/uploads.ts'
 import { isObjectKey } from '../../../plugins/app/media/storage/driver.ts'
 import type { Media } from '../../../db/schema/index.ts'
 import multipartForms from '../../../plugins/external/multipart.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['upload']
 
@@ -69,7 +70,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
           'application/json': { schema: UrlUpload }
         }
       } as never,
-      response: { 201: Envelope(Type.Ref(MediaSchema)) }
+      response: { 201: Envelope(ref(MediaSchema)) }
     }
   }, async (request, reply) => {
     const ownerId = request.auth!.userId
@@ -88,7 +89,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
       row = await fastify.uploads.ingest({ source: fetched.body, ownerId, originalName: fetched.name, declaredLength: fetched.length })
       source = { source: 'url', host: fetched.finalUrl.hostname }
     }
-    await fastify.audit(request, {
+    await fastify.audit(request.caller, {
       action: 'media_upload',
       module: 'upload',
       metadata: { file_id: row.media_id, mime_type: row.mime_type, size_bytes: row.size_bytes, ...source }
@@ -106,7 +107,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
         ...ListQuery,
         purpose: Type.Union([Type.Literal('media'), Type.Literal('profile_picture')], { default: 'media' })
       }),
-      response: { 200: Envelope(Type.Array(Type.Ref(MediaSchema)), Type.Ref(PaginationMeta)) }
+      response: { 200: Envelope(Type.Array(ref(MediaSchema)), ref(PaginationMeta)) }
     }
   }, async (request, reply) => {
     const { limit, offset, cursor, purpose } = request.query
@@ -136,7 +137,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
     if (!row || (row.user_id !== auth.userId && !hasPermissions(auth, ['delete_upload']))) throw new AppError('MEDIA_NOT_FOUND')
     const { objectMissing } = await fastify.uploads.remove(row)
     if (objectMissing) request.log.warn({ fileId: row.media_id, key: row.object_key }, 'deleted a media record whose object was already gone')
-    await fastify.audit(request, {
+    await fastify.audit(request.caller, {
       action: 'media_delete',
       module: 'upload',
       targetUserId: row.user_id,

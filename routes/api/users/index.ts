@@ -3,10 +3,11 @@ import { Type, type Static } from '@sinclair/typebox'
 import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
 import { MembershipSchema, UserGroupsBody, UserListQuery, UserPermissionsSchema, UserStatusBody } from '../../../schemas/admin.ts'
 import { UserSchema } from '../../../schemas/user.ts'
+import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['users']
 const params = Type.Object({ user_id: Uuid() })
-const memberships = Envelope(Type.Array(Type.Ref(MembershipSchema)))
+const memberships = Envelope(Type.Array(ref(MembershipSchema)))
 
 const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/', {
@@ -18,7 +19,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
       description: 'q searches email, first and last name, phone number and user name (case-insensitive substring). Filters combine ' +
         'with AND. Sorted by created_at (default), last_login or email, desc (default) or asc; paginate with next_cursor (or offset).',
       querystring: UserListQuery,
-      response: { 200: Envelope(Type.Array(Type.Ref(UserSchema)), Type.Ref(PaginationMeta)) }
+      response: { 200: Envelope(Type.Array(ref(UserSchema)), ref(PaginationMeta)) }
     }
   }, async (request, reply) => {
     const { limit, offset, cursor } = request.query
@@ -34,7 +35,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/me/permissions', {
     config: { permissions: [] },
-    schema: { operationId: 'listMyPermissions', tags, summary: 'Your permissions, and the groups granting each', response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
+    schema: { operationId: 'listMyPermissions', tags, summary: 'Your permissions, and the groups granting each', response: { 200: Envelope(ref(UserPermissionsSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.auth!.userId)))
 
   fastify.get('/:user_id/groups', {
@@ -52,7 +53,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
         '(403 PRIVILEGE_ESCALATION). Only super admins add or remove super_admin membership, and the last active super admin ' +
         'keeps it (409 LAST_SUPER_ADMIN). The user sees the change on their next request.',
       params,
-      body: Type.Ref(UserGroupsBody),
+      body: ref(UserGroupsBody),
       response: { 200: memberships }
     }
   }, async (request, reply) => {
@@ -63,7 +64,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.get('/:user_id/permissions', {
     config: { permissions: ['view_user'] },
-    schema: { operationId: 'listUserPermissions', tags, summary: 'A user\'s permissions, and the groups granting each', params, response: { 200: Envelope(Type.Ref(UserPermissionsSchema)) } }
+    schema: { operationId: 'listUserPermissions', tags, summary: 'A user\'s permissions, and the groups granting each', params, response: { 200: Envelope(ref(UserPermissionsSchema)) } }
   }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.params.user_id)))
 
   fastify.put('/:user_id/status', {
@@ -76,8 +77,8 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
         '(403 PRIVILEGE_ESCALATION), and the last active super admin stays active (409 LAST_SUPER_ADMIN). Deleted accounts cannot ' +
         'be reactivated (404).',
       params,
-      body: Type.Ref(UserStatusBody),
-      response: { 200: Envelope(Type.Ref(UserSchema)) }
+      body: ref(UserStatusBody),
+      response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof UserStatusBody>
