@@ -83,4 +83,4 @@ export default fp(async (fastify) => {
       return caller
     }
   })
-}, { name: 'caller', dependencies: ['i18n'] })
+}, { name: 'request-caller', dependencies: ['i18n'] })
