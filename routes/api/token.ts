@@ -64,7 +64,7 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
     if (request.body.grant_type !== 'password') {
       throw Object.assign(new AppError('BAD_REQUEST', { details: { grant_type: request.body.grant_type } }), { oauthCode: 'unsupported_grant_type' })
     }
-    const bundle = await fastify.login.withPassword(request, request.body.username, request.body.password, 'oauth_password')
+    const bundle = await fastify.login.withPassword(request.caller, request.body.username, request.body.password, 'oauth_password')
     return reply.header('Pragma', 'no-cache').send({
       access_token: bundle.access_token,
       token_type: 'bearer' as const,

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
+import type { Caller } from '../auth/caller.ts'
 import { eq, getTableColumns, sql } from 'drizzle-orm'
 import { group, session, user, userGroup, type User } from '../../../db/schema/index.ts'
 import { DEFAULT_USER_GROUP } from '../../../db/defaults.ts'
@@ -41,9 +41,9 @@ export interface AccountService {
    * SR-23: a sensitive change needs a session created within REAUTH_WINDOW_MINUTES,
    * or the current password (checked with the login lockout). Returns the account.
    */
-  assertRecentAuth: (request: FastifyRequest, currentPassword?: string) => Promise<User>
+  assertRecentAuth: (caller: Caller, currentPassword?: string) => Promise<User>
   /** Checks the current password (lockout shared with login); throws AUTH_CURRENT_PASSWORD_INVALID. */
-  verifyCurrentPassword: (request: FastifyRequest, account: User, password: string) => Promise<void>
+  verifyCurrentPassword: (caller: Caller, account: User, password: string) => Promise<void>
 }
 
 declare module 'fastify' {
@@ -172,25 +172,25 @@ export default fp(async (fastify) => {
       }
     },
 
-    async verifyCurrentPassword (request, account, password) {
+    async verifyCurrentPassword (caller, account, password) {
       const lockKey = `user:${account.user_id}`
       if (!account.password) throw new AppError('PASSWORD_NOT_SET')
       // Counted before the hash, like a login (SR-9): the account's one lockout.
       const { lockedForSeconds } = await fastify.throttle.reserveAttempt(lockKey)
       const { ok } = await fastify.passwords.verify(account.password, password)
       if (!ok) {
-        await fastify.audit(request.caller, { action: 'reauth_failed', level: 'warning', targetUserId: account.user_id, metadata: { locked_for_seconds: lockedForSeconds } })
+        await fastify.audit(caller, { action: 'reauth_failed', level: 'warning', targetUserId: account.user_id, metadata: { locked_for_seconds: lockedForSeconds } })
         throw new AppError('AUTH_CURRENT_PASSWORD_INVALID')
       }
       await fastify.throttle.clearFailures(lockKey)
     },
 
-    async assertRecentAuth (request, currentPassword) {
-      const auth = request.auth!
+    async assertRecentAuth (caller, currentPassword) {
+      const auth = caller.actor!
       const account = await fastify.users.findById(auth.userId)
       if (!account) throw new AppError('AUTH_SESSION_REVOKED')
       if (currentPassword !== undefined) {
-        await service.verifyCurrentPassword(request, account, currentPassword)
+        await service.verifyCurrentPassword(caller, account, currentPassword)
         return account
       }
       // The session row's creation is the login; refreshing tokens does not make a login fresh.

@@ -219,7 +219,7 @@ export default fp(async (fastify) => {
     async remove (request, currentPassword) {
       const userId = request.auth!.userId
       // SR-23: a login of the last REAUTH_WINDOW_MINUTES, or the current password.
-      await fastify.accounts.assertRecentAuth(request, currentPassword)
+      await fastify.accounts.assertRecentAuth(request.caller, currentPassword)
       const at = now()
       // Audit rows are buffered: the ones already queued must be in the table for the update below to reach them.
       await fastify.activity.flush()

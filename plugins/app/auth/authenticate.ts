@@ -1,7 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { AppError } from '../../../schemas/errors.ts'
-import type { TokenClaims, TokenType, UserState } from './sessions.ts'
+import type { TokenType, VerifiedToken } from './tokens.ts'
+import type { UserState } from './user-state.ts'
 
 /**
  * Authenticates every request to a non-public route, then authorizes it against
@@ -9,12 +10,19 @@ import type { TokenClaims, TokenType, UserState } from './sessions.ts'
  * from `Authorization: Bearer <access|session>` or `X-Session-Token: <session>`,
  * never from the query string (SR-17). A super admin passes every permission
  * check, which only an active account can reach (SR-28).
+ *
+ * A public route declared `config: { public: true, auth: 'optional' }` accepts a
+ * credential without requiring one: when one is presented and valid the request is
+ * authenticated (`request.auth`, `caller.actor`); when it is refused, the refusal is
+ * kept (`request.authFailure`) for a service that needs a signed-in caller to throw
+ * (caller.ts `signedIn`), and the route otherwise answers as for an anonymous caller.
  */
 export interface AuthContext {
   userId: string
   sessionId: string
   tokenType: TokenType
-  claims: TokenClaims
+  /** The verified token the request presented. */
+  token: VerifiedToken
   state: UserState
   permissions: readonly string[]
   superAdmin: boolean
@@ -25,6 +33,8 @@ declare module 'fastify' {
     auth?: AuthContext
     /** Authentication started in onRequest, settled in preParsing (then null). */
     authPending: Promise<AuthContext> | null
+    /** Optional-auth routes: why the presented credential was refused; null when none was presented or it was accepted. */
+    authFailure: Error | null
   }
 }
 
@@ -49,25 +59,16 @@ export default fp(async (fastify) => {
     return undefined
   }
 
-  function verify (token: string): TokenClaims {
-    try {
-      return fastify.verifyToken<TokenClaims>(token)
-    } catch (error) {
-      const code = (error as { code?: string }).code
-      throw new AppError(code === 'FAST_JWT_EXPIRED' ? 'AUTH_TOKEN_EXPIRED' : 'AUTH_INVALID_TOKEN')
-    }
-  }
-
   /** Verifies the request's credential and loads its session state; 401 on any doubt. */
   async function authenticate (request: FastifyRequest): Promise<AuthContext> {
     const credential = readCredential(request)
     if (!credential) throw new AppError('AUTH_REQUIRED')
-    const claims = verify(credential.token)
-    if (claims.type !== 'access' && claims.type !== 'session') throw new AppError('AUTH_INVALID_TOKEN')
-    if (credential.from === 'x-session-token' && claims.type !== 'session') throw new AppError('AUTH_INVALID_TOKEN')
-    const state = await fastify.sessions.check(claims)
-    const permissions = claims.type === 'session' && claims.pv === state.pv && claims.perms ? claims.perms : state.p
-    return { userId: claims.sub, sessionId: claims.sid, tokenType: claims.type, claims, state, permissions, superAdmin: state.su }
+    const token = fastify.tokens.verify(credential.token)
+    if (credential.from === 'x-session-token' && token.type !== 'session') throw new AppError('AUTH_INVALID_TOKEN')
+    const state = await fastify.authState.check(token)
+    // A session token's permissions hold while the user's permission version is unchanged (SR-22).
+    const permissions = token.type === 'session' && token.permissionVersion === state.permissionVersion && token.permissions ? token.permissions : state.permissions
+    return { userId: token.userId, sessionId: token.sessionId, tokenType: token.type, token, state, permissions, superAdmin: state.superAdmin }
   }
 
   fastify.decorate('authenticate', authenticate)
@@ -78,9 +79,10 @@ export default fp(async (fastify) => {
   // one write and come back in one round trip. Both run before any body is read.
   const noop = () => {}
   fastify.decorateRequest('authPending', null)
+  fastify.decorateRequest('authFailure', null)
   fastify.addHook('onRequest', (request, _reply, done) => {
-    const config = request.routeOptions.config as { public?: boolean }
-    if (config.public || request.is404) return done()
+    const config = request.routeOptions.config
+    if ((config.public && config.auth !== 'optional') || request.is404) return done()
     const pending = authenticate(request)
     pending.catch(noop) // settled in preParsing; this only keeps an early rejection from being "unhandled"
     request.authPending = pending
@@ -93,13 +95,18 @@ export default fp(async (fastify) => {
     request.authPending = null
     pending.then((auth) => {
       request.auth = auth
-      request.userLanguage = auth.state.l
-      const required = (request.routeOptions.config as { permissions?: string[] }).permissions ?? []
+      request.userLanguage = auth.state.language
+      const required = request.routeOptions.config.permissions ?? []
       if (required.length > 0 && !hasPermissions(auth, required)) return done(new AppError('FORBIDDEN', { details: { required } }))
       done(null, payload)
-    }, done)
+    }, (error: Error) => {
+      if (request.routeOptions.config.auth !== 'optional') return done(error)
+      // No credential at all is an anonymous request; a refused one is kept for the service to throw.
+      if (!(error instanceof AppError && error.code === 'AUTH_REQUIRED')) request.authFailure = error
+      done(null, payload)
+    })
   })
-}, { name: 'auth', dependencies: ['access', 'errors', 'sessions'] })
+}, { name: 'auth', dependencies: ['access', 'errors', 'tokens', 'auth-state'] })
 
 declare module 'fastify' {
   interface FastifyInstance {

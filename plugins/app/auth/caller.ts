@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import type { Language } from '../../../i18n/index.ts'
+import { AppError } from '../../../schemas/errors.ts'
 import type { AuthContext } from './authenticate.ts'
 
 /**
@@ -22,6 +23,14 @@ export interface Caller {
   readonly method: string | null
   /** Audit rows queued on behalf of this request: completed with its outcome when it ends. */
   auditRows: unknown[] | null
+  /** On a public route with optional auth: why the presented credential was refused (null when none was, or it was accepted). */
+  readonly authFailure: Error | null
+}
+
+/** The caller's identity, for a service that needs a signed-in caller: throws the credential's refusal, or AUTH_REQUIRED. */
+export function signedIn (caller: Caller): AuthContext {
+  if (caller.actor !== null) return caller.actor
+  throw caller.authFailure ?? new AppError('AUTH_REQUIRED')
 }
 
 declare module 'fastify' {
@@ -45,7 +54,8 @@ function callerOf (request: FastifyRequest): Caller {
     requestId: String(request.id),
     endpoint: request.routeOptions.url ?? null,
     method: request.method,
-    auditRows: null
+    auditRows: null,
+    get authFailure () { return request.authFailure ?? null }
   }
 }
 
@@ -56,7 +66,7 @@ export function existingCaller (request: FastifyRequest): Caller | undefined {
 
 /** A caller outside any request: CLIs, maintenance tasks. */
 export function systemCaller (lang: Language = 'en'): Caller {
-  return { actor: null, sessionId: null, ip: null, userAgent: null, lang, requestId: null, endpoint: null, method: null, auditRows: null }
+  return { actor: null, sessionId: null, ip: null, userAgent: null, lang, requestId: null, endpoint: null, method: null, auditRows: null, authFailure: null }
 }
 
 export default fp(async (fastify) => {
@@ -73,4 +83,4 @@ export default fp(async (fastify) => {
       return caller
     }
   })
-}, { name: 'caller', dependencies: ['i18n'] })
+}, { name: 'request-caller', dependencies: ['i18n'] })

@@ -1,5 +1,4 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
 import type { Static } from '@sinclair/typebox'
 import type { User } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
@@ -7,7 +6,8 @@ import type { ChangeEmailBody, ChangePhoneBody, ForgetPasswordBody, LoginWithOtp
 import { isTimeZone } from '../accounts/accounts.ts'
 import { maskAddress, type Channel } from '../notifications/notify.ts'
 import { channelFor, destinationOf, requireProof, type Destination, type IssueResult, type OtpPurpose } from './otp.ts'
-import type { TokenBundle } from './sessions.ts'
+import type { TokenBundle } from './tokens.ts'
+import { signedIn, type Caller } from './caller.ts'
 import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 
 /**
@@ -19,16 +19,16 @@ import { toPublicUser, type PublicUser } from '../accounts/users.ts'
  * where that would enumerate accounts (SR-8).
  */
 export interface CredentialFlows {
-  sendCode: (request: FastifyRequest, body: Static<typeof SendOtpBody>) => Promise<IssueResult>
-  verifyCode: (request: FastifyRequest, body: { email?: string, phone_number?: string, purpose: OtpPurpose, otp: string }) => Promise<{ verification_token: string, expires_in: number }>
-  loginWithOtp: (request: FastifyRequest, body: Static<typeof LoginWithOtpBody>) => Promise<TokenBundle>
-  signUp: (request: FastifyRequest, body: Static<typeof SignupBody>) => Promise<TokenBundle>
-  setPassword: (request: FastifyRequest, password: string) => Promise<PublicUser>
-  changePassword: (request: FastifyRequest, currentPassword: string, newPassword: string) => Promise<{ revoked_sessions: number }>
-  resetPassword: (request: FastifyRequest, body: Static<typeof ForgetPasswordBody>) => Promise<{ revoked_sessions: number }>
-  verifyContact: (request: FastifyRequest, body: Static<typeof VerifyContactBody>) => Promise<PublicUser>
-  changeEmail: (request: FastifyRequest, body: Static<typeof ChangeEmailBody>) => Promise<{ status: 'otp_sent', otp: IssueResult } | { status: 'changed', user: PublicUser }>
-  changePhone: (request: FastifyRequest, body: Static<typeof ChangePhoneBody>) => Promise<{ status: 'otp_sent', otp: IssueResult } | { status: 'changed', user: PublicUser }>
+  sendCode: (caller: Caller, body: Static<typeof SendOtpBody>) => Promise<IssueResult>
+  verifyCode: (caller: Caller, body: { email?: string, phone_number?: string, purpose: OtpPurpose, otp: string }) => Promise<{ verification_token: string, expires_in: number }>
+  loginWithOtp: (caller: Caller, body: Static<typeof LoginWithOtpBody>) => Promise<TokenBundle>
+  signUp: (caller: Caller, body: Static<typeof SignupBody>) => Promise<TokenBundle>
+  setPassword: (caller: Caller, password: string) => Promise<PublicUser>
+  changePassword: (caller: Caller, currentPassword: string, newPassword: string) => Promise<{ revoked_sessions: number }>
+  resetPassword: (caller: Caller, body: Static<typeof ForgetPasswordBody>) => Promise<{ revoked_sessions: number }>
+  verifyContact: (caller: Caller, body: Static<typeof VerifyContactBody>) => Promise<PublicUser>
+  changeEmail: (caller: Caller, body: Static<typeof ChangeEmailBody>) => Promise<{ status: 'otp_sent', otp: IssueResult } | { status: 'changed', user: PublicUser }>
+  changePhone: (caller: Caller, body: Static<typeof ChangePhoneBody>) => Promise<{ status: 'otp_sent', otp: IssueResult } | { status: 'changed', user: PublicUser }>
 }
 
 declare module 'fastify' {
@@ -39,48 +39,47 @@ const minute = 60_000
 const live = (account: User | undefined) => account !== undefined && account.status !== 'deleted' ? account : undefined
 
 export default fp(async (fastify) => {
-  const { config, throttle, users, accounts, passwords, sessions, otp, notify } = fastify
+  const { config, throttle, users, accounts, passwords, sessions, otp, notify, login } = fastify
   const perIdentifier = (scope: string, value: string) => throttle.limit(scope, value, config.AUTH_RATE_LIMIT_PER_IDENTIFIER, minute)
-  const client = (request: FastifyRequest) => ({ ip: request.ip, userAgent: request.headers['user-agent'] })
 
-  async function sendCode (request: FastifyRequest, body: Static<typeof SendOtpBody>) {
+  async function sendCode (caller: Caller, body: Static<typeof SendOtpBody>) {
     const destination = destinationOf(body)
     const channel = channelFor(destination, body.channel)
     const purpose = body.purpose
-    if (purpose === 'verify_email' || purpose === 'verify_phone') return sendVerification(request, purpose, destination, channel)
+    if (purpose === 'verify_email' || purpose === 'verify_phone') return sendVerification(caller, purpose, destination, channel)
     await perIdentifier('otp-send', destination.value)
     const account = live(await users.findByIdentifier(destination.value))
     const base = { purpose, destination: destination.value, channel, userId: account?.user_id ?? null }
     if (purpose === 'signup') {
       // A taken address gets a notice instead of a code; the answer is the same either way.
       return account
-        ? otp.issue(request, { ...base, lang: account.language, send: 'signup_attempt' })
-        : otp.issue(request, { ...base, lang: request.lang })
+        ? otp.issue(caller, { ...base, lang: account.language, send: 'signup_attempt' })
+        : otp.issue(caller, { ...base, lang: caller.lang })
     }
     // login, reset_password: an unknown address gets nothing, and the same answer.
     return account
-      ? otp.issue(request, { ...base, lang: account.language })
-      : otp.issue(request, { ...base, lang: request.lang, send: 'nothing' })
+      ? otp.issue(caller, { ...base, lang: account.language })
+      : otp.issue(caller, { ...base, lang: caller.lang, send: 'nothing' })
   }
 
   /** verify_email / verify_phone: for the signed-in caller's own address only. */
-  async function sendVerification (request: FastifyRequest, purpose: 'verify_email' | 'verify_phone', destination: Destination, channel: Channel) {
-    request.auth ??= await fastify.authenticate(request)
+  async function sendVerification (caller: Caller, purpose: 'verify_email' | 'verify_phone', destination: Destination, channel: Channel) {
+    const auth = signedIn(caller)
     const kind = purpose === 'verify_email' ? 'email' : 'phone'
     if (destination.kind !== kind) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body', message: `${purpose} takes ${kind === 'email' ? 'email' : 'phone_number'}` }] })
-    const account = await users.findById(request.auth.userId)
+    const account = await users.findById(auth.userId)
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
     const own = kind === 'email' ? account.email?.toLowerCase() : account.phone_number
     if (own !== destination.value) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body', message: 'only your own email or phone number can be verified' }] })
     if (kind === 'email' ? account.is_email_verified : account.is_phone_verified) throw new AppError('CONTACT_ALREADY_VERIFIED')
     await perIdentifier('otp-send', destination.value)
-    return otp.issue(request, { purpose, destination: destination.value, channel, lang: account.language, subject: account.user_id, userId: account.user_id })
+    return otp.issue(caller, { purpose, destination: destination.value, channel, lang: account.language, subject: account.user_id, userId: account.user_id })
   }
 
-  async function verifyCode (request: FastifyRequest, body: { email?: string, phone_number?: string, purpose: OtpPurpose, otp: string }) {
+  async function verifyCode (caller: Caller, body: { email?: string, phone_number?: string, purpose: OtpPurpose, otp: string }) {
     const destination = destinationOf(body)
     await perIdentifier('otp-verify', destination.value)
-    await otp.redeem(request, { purpose: body.purpose, destination: destination.value, otp: body.otp })
+    await otp.redeem(caller, { purpose: body.purpose, destination: destination.value, otp: body.otp })
     return otp.issueTicket(body.purpose, destination.value)
   }
 
@@ -90,27 +89,18 @@ export default fp(async (fastify) => {
     return verified ? account : accounts.markVerified(account.user_id, destination.kind)
   }
 
-  async function loginWithOtp (request: FastifyRequest, body: Static<typeof LoginWithOtpBody>) {
+  async function loginWithOtp (caller: Caller, body: Static<typeof LoginWithOtpBody>) {
     const destination = destinationOf(body)
     requireProof(body)
     await perIdentifier('login-id', destination.value)
     const found = live(await users.findByIdentifier(destination.value))
-    await otp.redeem(request, { purpose: 'login', destination: destination.value, otp: body.otp, verification_token: body.verification_token, userId: found?.user_id })
+    await otp.redeem(caller, { purpose: 'login', destination: destination.value, otp: body.otp, verification_token: body.verification_token, userId: found?.user_id })
     // A code is only ever sent to an existing account; it may have been deleted since.
     if (!found) throw new AppError('OTP_INVALID')
-    if (!found.is_active || found.status !== 'active') {
-      await fastify.audit(request.caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method: 'otp', reason: 'inactive' } })
-      throw new AppError('AUTH_ACCOUNT_INACTIVE')
-    }
-    await provenChannel(found, destination)
-    const current = await users.recordLogin(found.user_id)
-    const bundle = await sessions.create(current, { ...client(request), method: 'otp' })
-    await fastify.audit(request.caller, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method: 'otp', channel: destination.kind } })
-    notify.loginNotice(request, current, bundle.session_id)
-    return bundle
+    return login.complete(caller, found, { method: 'otp', metadata: { channel: destination.kind }, beforeSession: () => provenChannel(found, destination) })
   }
 
-  async function signUp (request: FastifyRequest, body: Static<typeof SignupBody>) {
+  async function signUp (caller: Caller, body: Static<typeof SignupBody>) {
     const destination = destinationOf(body)
     requireProof(body)
     await perIdentifier('signup-id', destination.value)
@@ -119,7 +109,7 @@ export default fp(async (fastify) => {
     if (body.timezone !== undefined && !isTimeZone(body.timezone)) {
       throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/timezone', message: 'not an IANA time zone' }] })
     }
-    await otp.redeem(request, { purpose: 'signup', destination: destination.value, otp: body.otp, verification_token: body.verification_token })
+    await otp.redeem(caller, { purpose: 'signup', destination: destination.value, otp: body.otp, verification_token: body.verification_token })
     // Only a caller who proved the address learns whether the user name is taken (SR-8).
     // The code is spent by then: a ticket for it lets them retry with another name.
     if (body.user_name !== undefined && !(await accounts.availability({ user_name: body.user_name })).user_name) {
@@ -131,54 +121,54 @@ export default fp(async (fastify) => {
       user_name: body.user_name,
       first_name: body.first_name,
       last_name: body.last_name,
-      language: body.language ?? request.lang,
+      language: body.language ?? caller.lang,
       timezone: body.timezone,
       country: body.country
     })
-    const bundle = await sessions.create(account, { ...client(request), method: 'otp' })
-    await fastify.audit(request.caller, { action: 'signup', userId: account.user_id, targetUserId: account.user_id, sessionId: bundle.session_id, metadata: { auth_type: account.auth_type, destination: maskAddress(destination.value) } })
+    const bundle = await sessions.create(account, { ip: caller.ip, userAgent: caller.userAgent, method: 'otp' })
+    await fastify.audit(caller, { action: 'signup', userId: account.user_id, targetUserId: account.user_id, sessionId: bundle.session_id, metadata: { auth_type: account.auth_type, destination: maskAddress(destination.value) } })
     return bundle
   }
 
-  async function setPassword (request: FastifyRequest, password: string) {
-    const auth = request.auth!
+  async function setPassword (caller: Caller, password: string) {
+    const auth = signedIn(caller)
     const account = await users.findById(auth.userId)
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
     if (account.password) throw new AppError('PASSWORD_ALREADY_SET')
     passwords.check(password)
     // No current password exists to ask for: only a fresh login may set one (SR-23).
-    await accounts.assertRecentAuth(request)
+    await accounts.assertRecentAuth(caller)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(password))
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request.caller, { action: 'password_set', targetUserId: account.user_id })
+    await fastify.audit(caller, { action: 'password_set', targetUserId: account.user_id })
     notify.notice({ account: updated, template: 'password_set' })
     return toPublicUser(updated)
   }
 
-  async function changePassword (request: FastifyRequest, currentPassword: string, newPassword: string) {
-    const auth = request.auth!
+  async function changePassword (caller: Caller, currentPassword: string, newPassword: string) {
+    const auth = signedIn(caller)
     await perIdentifier('password-change', auth.userId)
     const account = await users.findById(auth.userId)
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
     if (!account.password) throw new AppError('PASSWORD_NOT_SET')
     passwords.check(newPassword)
-    await accounts.verifyCurrentPassword(request, account, currentPassword)
+    await accounts.verifyCurrentPassword(caller, account, currentPassword)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(newPassword))
     // SR-6: every other session ends; the one that made the change continues.
-    const revoked = await sessions.revokeAllForUser(account.user_id, 'password_change', auth.sessionId)
+    const revoked = await sessions.revokeAllForUser(account.user_id, 'password_change', { except: auth.sessionId })
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request.caller, { action: 'password_change', targetUserId: account.user_id, metadata: { revoked_sessions: revoked } })
+    await fastify.audit(caller, { action: 'password_change', targetUserId: account.user_id, metadata: { revoked_sessions: revoked } })
     notify.notice({ account: updated, template: 'password_changed' })
     return { revoked_sessions: revoked }
   }
 
-  async function resetPassword (request: FastifyRequest, body: Static<typeof ForgetPasswordBody>) {
+  async function resetPassword (caller: Caller, body: Static<typeof ForgetPasswordBody>) {
     const destination = destinationOf(body)
     requireProof(body)
     await perIdentifier('reset-id', destination.value)
     passwords.check(body.new_password)
     const found = live(await users.findByIdentifier(destination.value))
-    await otp.redeem(request, { purpose: 'reset_password', destination: destination.value, otp: body.otp, verification_token: body.verification_token, userId: found?.user_id })
+    await otp.redeem(caller, { purpose: 'reset_password', destination: destination.value, otp: body.otp, verification_token: body.verification_token, userId: found?.user_id })
     if (!found) throw new AppError('OTP_INVALID')
     await provenChannel(found, destination)
     const updated = await accounts.setPassword(found.user_id, await passwords.hash(body.new_password))
@@ -186,13 +176,13 @@ export default fp(async (fastify) => {
     const revoked = await sessions.revokeAllForUser(found.user_id, 'password_reset')
     await throttle.clearFailures(`user:${found.user_id}`)
     await sessions.refreshUserState(found.user_id)
-    await fastify.audit(request.caller, { action: 'password_reset', userId: null, targetUserId: found.user_id, metadata: { revoked_sessions: revoked, channel: destination.kind } })
+    await fastify.audit(caller, { action: 'password_reset', userId: null, targetUserId: found.user_id, metadata: { revoked_sessions: revoked, channel: destination.kind } })
     notify.notice({ account: updated, template: 'password_reset' })
     return { revoked_sessions: revoked }
   }
 
-  async function verifyContact (request: FastifyRequest, body: Static<typeof VerifyContactBody>) {
-    const auth = request.auth!
+  async function verifyContact (caller: Caller, body: Static<typeof VerifyContactBody>) {
+    const auth = signedIn(caller)
     const destination = destinationOf(body)
     const account = await users.findById(auth.userId)
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
@@ -201,7 +191,7 @@ export default fp(async (fastify) => {
     if (own === destination.value && verified) throw new AppError('CONTACT_ALREADY_VERIFIED')
     await perIdentifier('otp-verify', destination.value)
     // The code is bound to this account: one sent for another account or address is simply invalid.
-    await otp.redeem(request, {
+    await otp.redeem(caller, {
       purpose: destination.kind === 'email' ? 'verify_email' : 'verify_phone',
       destination: destination.value,
       otp: body.otp,
@@ -210,26 +200,26 @@ export default fp(async (fastify) => {
     })
     const updated = await accounts.markVerified(account.user_id, destination.kind)
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request.caller, { action: destination.kind === 'email' ? 'email_verified' : 'phone_verified', targetUserId: account.user_id, metadata: { destination: maskAddress(destination.value) } })
+    await fastify.audit(caller, { action: destination.kind === 'email' ? 'email_verified' : 'phone_verified', targetUserId: account.user_id, metadata: { destination: maskAddress(destination.value) } })
     return toPublicUser(updated)
   }
 
-  async function changeContact (request: FastifyRequest, destination: Destination, input: { otp?: string, current_password?: string, channel?: Channel }) {
-    const auth = request.auth!
+  async function changeContact (caller: Caller, destination: Destination, input: { otp?: string, current_password?: string, channel?: Channel }) {
+    const auth = signedIn(caller)
     const kind = destination.kind
     const purpose = kind === 'email' ? 'change_email' : 'change_phone'
     if (input.otp === undefined) {
       // Step 1: a fresh login or the current password, then a code to the new address (SR-23).
-      const account = await accounts.assertRecentAuth(request, input.current_password)
+      const account = await accounts.assertRecentAuth(caller, input.current_password)
       const current = kind === 'email' ? account.email?.toLowerCase() : account.phone_number
       if (current === destination.value) throw new AppError('CONTACT_UNCHANGED')
       // Whether the address is taken is an availability answer (SR-8): it costs the
       // per-address limit and the caller's availability budget before it is given.
       await perIdentifier('otp-send', destination.value)
-      await throttle.limit('availability', request.ip, config.AVAILABILITY_RATE_LIMIT_PER_IP, minute)
+      await throttle.limit('availability', caller.ip ?? '', config.AVAILABILITY_RATE_LIMIT_PER_IP, minute)
       const free = await accounts.availability(kind === 'email' ? { email: destination.value } : { phone_number: destination.value })
       if (!(kind === 'email' ? free.email : free.phone_number)) throw new AppError(kind === 'email' ? 'EMAIL_TAKEN' : 'PHONE_TAKEN')
-      const sent = await otp.issue(request, {
+      const sent = await otp.issue(caller, {
         purpose, destination: destination.value, channel: channelFor(destination, input.channel), lang: account.language, subject: account.user_id, userId: account.user_id
       })
       return { status: 'otp_sent' as const, otp: sent }
@@ -238,13 +228,13 @@ export default fp(async (fastify) => {
     const account = await users.findById(auth.userId)
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
     await perIdentifier('otp-verify', destination.value)
-    await otp.redeem(request, { purpose, destination: destination.value, otp: input.otp, subject: account.user_id, userId: account.user_id })
+    await otp.redeem(caller, { purpose, destination: destination.value, otp: input.otp, subject: account.user_id, userId: account.user_id })
     const previous = kind === 'email' ? account.email : account.phone_number
     const updated = kind === 'email'
       ? await accounts.changeEmail(account.user_id, destination.value)
       : await accounts.changePhone(account.user_id, destination.value)
     await sessions.refreshUserState(account.user_id)
-    await fastify.audit(request.caller, {
+    await fastify.audit(caller, {
       action: kind === 'email' ? 'email_change' : 'phone_change',
       module: 'settings',
       targetUserId: account.user_id,
@@ -270,7 +260,7 @@ export default fp(async (fastify) => {
     changePassword,
     resetPassword,
     verifyContact,
-    changeEmail: (request, body) => changeContact(request, destinationOf({ email: body.new_email }), body),
-    changePhone: (request, body) => changeContact(request, destinationOf({ phone_number: body.new_phone_number }), body)
+    changeEmail: (caller, body) => changeContact(caller, destinationOf({ email: body.new_email }), body),
+    changePhone: (caller, body) => changeContact(caller, destinationOf({ phone_number: body.new_phone_number }), body)
   } satisfies CredentialFlows)
-}, { name: 'credentials', dependencies: ['accounts', 'otp', 'notify', 'sessions', 'users', 'passwords', 'throttle', 'activity', 'auth'] })
+}, { name: 'credentials', dependencies: ['accounts', 'otp', 'notify', 'sessions', 'users', 'passwords', 'throttle', 'activity', 'login'] })

@@ -1,19 +1,42 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
+import type { User } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { normalizeIdentifier } from '../accounts/users.ts'
-import type { ClientContext, TokenBundle } from './sessions.ts'
+import type { Caller } from './caller.ts'
+import type { ClientContext } from './sessions.ts'
+import type { TokenBundle } from './tokens.ts'
 import { keyOf } from './throttle.ts'
 
 /**
- * Password login, shared by `P/auth/login-with-password` and the OAuth2 `P/token`.
+ * Logging in. `withPassword` is shared by `P/auth/login-with-password` and the OAuth2
+ * `P/token`; `complete` is what every login does once the credential is proven
+ * (password here, one-time password in credentials.ts).
+ *
  * Unknown identifier and wrong password take the same path: same status, code and
  * message, and a real Argon2 verification against a dummy hash (SR-7). Attempts
  * count per account before the hash and lock it with a growing back-off (SR-9);
  * the canonical identifier has its own rate limit (SR-10).
  */
+export type LoginMethod = ClientContext['method']
+
+export interface LoginCompletion {
+  method: LoginMethod
+  /** Extra metadata of the login_success audit row (`method` is always there). */
+  metadata?: Record<string, unknown>
+  /** The account's lockout key, cleared first: the credential was right, whatever follows (SR-9). */
+  lockout?: string
+  /** Runs once the account is known to be active, before the session opens (a rehash, a proven address). */
+  beforeSession?: () => Promise<unknown>
+}
+
 export interface LoginService {
-  withPassword: (request: FastifyRequest, identifier: string, password: string, method: ClientContext['method']) => Promise<TokenBundle>
+  withPassword: (caller: Caller, identifier: string, password: string, method: LoginMethod) => Promise<TokenBundle>
+  /**
+   * The steps after a proven credential: lifts the lockout, refuses an inactive
+   * account (audited), records the login, opens the session, audits it and sends
+   * the new-device notice in the background.
+   */
+  complete: (caller: Caller, account: User, steps: LoginCompletion) => Promise<TokenBundle>
   /** Enforces the password length rules before any work (SR-1). */
   assertPasswordLength: (password: string) => void
 }
@@ -30,7 +53,23 @@ export default fp(async (fastify) => {
     if (length > config.PASSWORD_MAX_LENGTH) throw new AppError('PASSWORD_TOO_LONG', { params: { max: config.PASSWORD_MAX_LENGTH } })
   }
 
-  async function withPassword (request: FastifyRequest, identifier: string, password: string, method: ClientContext['method']) {
+  async function complete (caller: Caller, account: User, steps: LoginCompletion) {
+    const { method } = steps
+    if (steps.lockout !== undefined) await throttle.clearFailures(steps.lockout)
+    if (!account.is_active || account.status !== 'active') {
+      await fastify.audit(caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: account.user_id, metadata: { method, reason: 'inactive' } })
+      throw new AppError('AUTH_ACCOUNT_INACTIVE')
+    }
+    await steps.beforeSession?.()
+    const current = await users.recordLogin(account.user_id)
+    const bundle = await sessions.create(current, { ip: caller.ip, userAgent: caller.userAgent, method })
+    await fastify.audit(caller, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method, ...steps.metadata } })
+    // Background and failure-proof: a notice never delays or fails the login.
+    fastify.notify.loginNotice(caller, current, bundle.session_id)
+    return bundle
+  }
+
+  async function withPassword (caller: Caller, identifier: string, password: string, method: LoginMethod) {
     assertPasswordLength(password)
     // Every spelling of one address shares its buckets: E.164 for phones, lower case for the rest (SR-10).
     const canonical = (normalizeIdentifier(identifier)?.value ?? identifier.trim()).toLowerCase()
@@ -43,25 +82,19 @@ export default fp(async (fastify) => {
     const { lockedForSeconds } = await throttle.reserveAttempt(account)
     const { ok, needsRehash } = await passwords.verify(found?.password ?? null, password)
     if (!found || !ok) {
-      await fastify.audit(request.caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { method, identifier_hash: identifierHash } })
+      await fastify.audit(caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { method, identifier_hash: identifierHash } })
       if (lockedForSeconds > 0) {
-        await fastify.audit(request.caller, { action: 'account_locked', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { seconds: lockedForSeconds, identifier_hash: identifierHash } })
+        await fastify.audit(caller, { action: 'account_locked', level: 'warning', userId: null, targetUserId: found?.user_id ?? null, metadata: { seconds: lockedForSeconds, identifier_hash: identifierHash } })
       }
       throw new AppError('AUTH_INVALID_CREDENTIALS')
     }
-    await throttle.clearFailures(account)
-    if (!found.is_active || found.status !== 'active') {
-      await fastify.audit(request.caller, { action: 'login_failed', level: 'warning', userId: null, targetUserId: found.user_id, metadata: { method, reason: 'inactive' } })
-      throw new AppError('AUTH_ACCOUNT_INACTIVE')
-    }
-    if (needsRehash) await users.setPasswordHash(found.user_id, await passwords.hash(password))
-    const current = await users.recordLogin(found.user_id)
-    const bundle = await sessions.create(current, { ip: request.ip, userAgent: request.headers['user-agent'], method })
-    await fastify.audit(request.caller, { action: 'login_success', userId: found.user_id, targetUserId: found.user_id, sessionId: bundle.session_id, metadata: { method, rehashed: needsRehash } })
-    // Background and failure-proof: a notice never delays or fails the login.
-    fastify.notify.loginNotice(request, current, bundle.session_id)
-    return bundle
+    return complete(caller, found, {
+      method,
+      lockout: account,
+      metadata: { rehashed: needsRehash },
+      beforeSession: needsRehash ? async () => users.setPasswordHash(found.user_id, await passwords.hash(password)) : undefined
+    })
   }
 
-  fastify.decorate('login', { withPassword, assertPasswordLength })
-}, { name: 'login', dependencies: ['throttle', 'users', 'passwords', 'sessions', 'activity'] })
+  fastify.decorate('login', { withPassword, complete, assertPasswordLength })
+}, { name: 'login', dependencies: ['throttle', 'users', 'passwords', 'sessions', 'activity', 'notify'] })

@@ -1,10 +1,10 @@
 import { createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
 import { AppError } from '../../../schemas/errors.ts'
 import { DeliveryError, maskAddress, type Channel } from '../notifications/notify.ts'
 import { normalizePhone } from '../accounts/users.ts'
 import { otpPurposes, type OtpPurpose } from '../notifications/_templates/messages.ts'
+import type { Caller } from './caller.ts'
 
 /**
  * One-time passwords on the shared key-value store (SR-11 to SR-16).
@@ -63,9 +63,9 @@ export interface RedeemInput {
 }
 
 export interface OtpService {
-  issue: (request: FastifyRequest, input: IssueInput) => Promise<IssueResult>
+  issue: (caller: Caller, input: IssueInput) => Promise<IssueResult>
   /** Consumes the code (or ticket); throws OTP_INVALID whatever the reason. */
-  redeem: (request: FastifyRequest, input: RedeemInput) => Promise<void>
+  redeem: (caller: Caller, input: RedeemInput) => Promise<void>
   /** A single-use ticket standing for a checked code (same purpose and destination). */
   issueTicket: (purpose: OtpPurpose, destination: string) => Promise<{ verification_token: string, expires_in: number }>
 }
@@ -159,7 +159,7 @@ export default fp(async (fastify) => {
     return { release: () => store.del(cooldownKey) }
   }
 
-  async function issue (request: FastifyRequest, input: IssueInput): Promise<IssueResult> {
+  async function issue (caller: Caller, input: IssueInput): Promise<IssueResult> {
     const result: IssueResult = {
       channel: input.channel,
       destination: maskAddress(input.destination),
@@ -170,7 +170,7 @@ export default fp(async (fastify) => {
     const slot = await reserve(input.destination)
     const mode = input.send ?? 'code'
     const audit = (action: string, extra: Record<string, unknown> = {}, level: 'info' | 'warning' = 'info') =>
-      fastify.audit(request.caller, { action, level, userId: request.auth?.userId ?? null, targetUserId: input.userId ?? null, metadata: { ...metadata, ...extra } })
+      fastify.audit(caller, { action, level, userId: caller.actor?.userId ?? null, targetUserId: input.userId ?? null, metadata: { ...metadata, ...extra } })
     try {
       if (mode === 'nothing') {
         await audit('otp_request_ignored', { reason: 'no_account' })
@@ -239,19 +239,19 @@ export default fp(async (fastify) => {
     return await store.del(key) === 1 ? 'ok' : 'used'
   }
 
-  async function redeem (request: FastifyRequest, input: RedeemInput) {
+  async function redeem (caller: Caller, input: RedeemInput) {
     const binding = bindingOf(input.purpose, input.destination, input.subject)
     const via = input.otp !== undefined ? 'code' : 'verification_token'
     const outcome = input.otp !== undefined
       ? await consumeCode(binding, input.otp)
       : input.verification_token !== undefined ? await consumeTicket(binding, input.verification_token) : 'missing'
     const metadata = { purpose: input.purpose, destination: maskAddress(input.destination), via }
-    const actor = request.auth?.userId ?? null
+    const actor = caller.actor?.userId ?? null
     if (outcome !== 'ok') {
-      await fastify.audit(request.caller, { action: 'otp_failed', level: 'warning', userId: actor, targetUserId: input.userId ?? null, metadata: { ...metadata, reason: outcome } })
+      await fastify.audit(caller, { action: 'otp_failed', level: 'warning', userId: actor, targetUserId: input.userId ?? null, metadata: { ...metadata, reason: outcome } })
       throw new AppError('OTP_INVALID')
     }
-    await fastify.audit(request.caller, { action: 'otp_verified', userId: actor, targetUserId: input.userId ?? null, metadata })
+    await fastify.audit(caller, { action: 'otp_verified', userId: actor, targetUserId: input.userId ?? null, metadata })
   }
 
   async function issueTicket (purpose: OtpPurpose, destination: string) {

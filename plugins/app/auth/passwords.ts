@@ -1,11 +1,10 @@
 import os from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { accessSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
 import Tinypool from 'tinypool'
 import { AppError } from '../../../schemas/errors.ts'
 import type { HashParams, HashTask, VerifyResult, VerifyTask } from '../../../workers/password.ts'
+import { workerEntry } from '../http/worker-pool.ts'
 import { commonPasswords, isTooLong, passwordProblem } from './password-policy.ts'
 
 /**
@@ -40,17 +39,8 @@ declare module 'fastify' {
   interface FastifyInstance { passwords: PasswordService }
 }
 
-// From TypeScript sources (tsx, tap) the worker starts from a shim that loads the
-// .ts module through tsx by itself, so it inherits none of the parent's loader
-// flags (tap's ts-node would add a second or so to each worker's start). The tsc
-// build runs dist/workers/password.js beside us, with the parent's flags.
-const fromSource = import.meta.url.endsWith('.ts')
-const workerOptions = fromSource
-  ? { filename: new URL('../../../workers/password.dev.mjs', import.meta.url).href, execArgv: [] }
-  : { filename: new URL('../../../workers/password.js', import.meta.url).href }
-
 // Threads start with the first login and leave after a minute without one: an
-// idle instance holds no hashing thread (each costs 20-40 MB of RSS).
+// idle instance holds no hashing thread (each holds tens of MB of memory).
 export const IDLE_THREAD_MS = 60_000
 
 /**
@@ -78,10 +68,8 @@ export default fp(async (fastify) => {
     if (problem) throw new AppError(problem, { params: { min, max } })
   }
 
-  // A missing worker file (an incomplete build) fails the start, not the first login.
-  accessSync(fileURLToPath(workerOptions.filename))
   const pool = new Tinypool({
-    ...workerOptions,
+    ...workerEntry('password', { mustExist: true }),
     minThreads: 0,
     maxThreads: config.HASH_POOL_THREADS || os.availableParallelism(),
     idleTimeout: IDLE_THREAD_MS

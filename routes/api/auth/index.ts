@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { Envelope, StrictObject } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { LoginBody, LogoutScope, RefreshBody, SessionSchema, TokenBundleSchema, TokenInfoSchema } from '../../../schemas/auth.ts'
-import type { TokenClaims } from '../../../plugins/app/auth/sessions.ts'
+import type { VerifiedToken } from '../../../plugins/app/auth/tokens.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
 import { ref } from '../../../schemas/ref.ts'
 
@@ -28,7 +28,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     const { identifier, email, phone_number: phone, user_name: userName, password } = request.body as typeof LoginBody.static
     const id = identifier ?? email ?? phone ?? userName
     if (!id) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/identifier', message: 'identifier (or email, phone_number, user_name) is required' }] })
-    const bundle = await fastify.login.withPassword(request, id, password, 'password')
+    const bundle = await fastify.login.withPassword(request.caller, id, password, 'password')
     return reply.ok(bundle, { message: 'success.login' })
   })
 
@@ -73,22 +73,22 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     const scope = request.body.scope ?? request.query.scope ?? 'current'
     let revoked = 0
     if (scope === 'current') revoked = (await fastify.sessions.revoke(auth.sessionId, 'logout')) ? 1 : 0
-    else if (scope === 'others') revoked = await fastify.sessions.revokeAllForUser(auth.userId, 'logout_others', auth.sessionId)
+    else if (scope === 'others') revoked = await fastify.sessions.revokeAllForUser(auth.userId, 'logout_others', { except: auth.sessionId })
     else revoked = await fastify.sessions.revokeAllForUser(auth.userId, 'logout_all')
     await fastify.audit(request.caller, { action: 'logout', targetUserId: auth.userId, metadata: { scope, revoked_sessions: revoked } })
     return reply.ok({ scope, revoked_sessions: revoked }, { message: 'success.logout' })
   })
 
-  const describe = async (claims: TokenClaims, permissions: readonly string[]) => {
-    const row = await fastify.sessions.findActive(claims.sub, claims.sid)
+  const describe = async (token: VerifiedToken, permissions: readonly string[]) => {
+    const row = await fastify.sessions.findActive(token.userId, token.sessionId)
     const idleEnds = row ? Math.min(row.last_used_at.getTime() + config.SESSION_IDLE_TIMEOUT_MINUTES * 60_000, row.expires_at.getTime()) : undefined
     return {
       active: row !== undefined,
-      token_type: claims.type,
-      user_id: claims.sub,
-      session_id: claims.sid,
-      issued_at: iso(claims.iat),
-      expires_at: iso(claims.exp),
+      token_type: token.type,
+      user_id: token.userId,
+      session_id: token.sessionId,
+      issued_at: iso(token.issuedAt),
+      expires_at: iso(token.expiresAt),
       ...(row ? { session_expires_at: row.expires_at.toISOString(), refresh_idle_expires_at: new Date(idleEnds!).toISOString() } : {}),
       permissions: [...permissions]
     }
@@ -99,7 +99,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     schema: { operationId: 'getTokenInfo', tags, summary: 'What the presented token says, and when each token of its session expires', response: { 200: Envelope(ref(TokenInfoSchema)) } }
   }, async (request, reply) => {
     const auth = request.auth!
-    return reply.ok(await describe(auth.claims, auth.permissions))
+    return reply.ok(await describe(auth.token, auth.permissions))
   })
 
   fastify.post('/token-info', {
@@ -115,22 +115,22 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const auth = request.auth!
     const token = request.body.token
-    if (!token) return reply.ok(await describe(auth.claims, auth.permissions))
-    if (fastify.sessions.parseRefreshToken(token)) {
+    if (!token) return reply.ok(await describe(auth.token, auth.permissions))
+    if (fastify.tokens.parseRefreshToken(token)) {
       // Active only when the MAC is right too, not just the session and generation.
       const row = await fastify.sessions.findByRefreshToken(auth.userId, token)
       return reply.ok(row
         ? { active: true, token_type: 'refresh' as const, user_id: auth.userId, session_id: row.session_id, session_expires_at: row.expires_at.toISOString() }
         : { active: false })
     }
-    let claims: TokenClaims
+    let presented: VerifiedToken
     try {
-      claims = fastify.verifyToken<TokenClaims>(token)
+      presented = fastify.tokens.verify(token)
     } catch {
       return reply.ok({ active: false })
     }
-    if (claims.sub !== auth.userId || (claims.type !== 'access' && claims.type !== 'session')) return reply.ok({ active: false })
-    return reply.ok(await describe(claims, claims.type === 'session' && claims.perms ? claims.perms : auth.permissions))
+    if (presented.userId !== auth.userId) return reply.ok({ active: false })
+    return reply.ok(await describe(presented, presented.type === 'session' && presented.permissions ? presented.permissions : auth.permissions))
   })
 
   fastify.get('/sessions', {

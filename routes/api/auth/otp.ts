@@ -18,7 +18,8 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
 
   fastify.post('/send-one-time-password', {
-    config: { public: true, rateLimit: perIp },
+    // Public, but verify_email / verify_phone are for the signed-in caller's own address.
+    config: { public: true, auth: 'optional', rateLimit: perIp },
     schema: {
       operationId: 'sendOneTimePassword',
       tags,
@@ -28,14 +29,11 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         `${config.OTP_RESEND_COOLDOWN_SECONDS} s (429 OTP_COOLDOWN) and ${config.OTP_DAILY_LIMIT} a day (429 OTP_DAILY_LIMIT); ` +
         'a new code replaces the previous one. verify_email and verify_phone need a signed-in caller (send its token) ' +
         'and go to its own address. A message that could not be sent is a 502 OTP_DELIVERY_FAILED.',
-      // Public, but verify_email / verify_phone read the caller's token: {} makes the
-      // credential optional, so Swagger UI sends it when authorized (schemes of access.ts).
-      security: [{}, { oauth2: [] }, { bearerAuth: [] }, { sessionToken: [] }],
       body: ref(SendOtpBody),
       response: { 200: Envelope(ref(OtpSentSchema)) }
     }
   }, async (request, reply) => {
-    const sent = await fastify.credentials.sendCode(request, request.body as Static<typeof SendOtpBody>)
+    const sent = await fastify.credentials.sendCode(request.caller, request.body as Static<typeof SendOtpBody>)
     return reply.ok(sent, { message: 'success.otp_sent' })
   })
 
@@ -52,7 +50,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof VerifyOtpBody>
-    const ticket = await fastify.credentials.verifyCode(request, body)
+    const ticket = await fastify.credentials.verifyCode(request.caller, body)
     return reply.ok({ ...ticket, purpose: body.purpose }, { message: 'success.otp_verified' })
   })
 
@@ -67,7 +65,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
-    const bundle = await fastify.credentials.loginWithOtp(request, request.body as Static<typeof LoginWithOtpBody>)
+    const bundle = await fastify.credentials.loginWithOtp(request.caller, request.body as Static<typeof LoginWithOtpBody>)
     return reply.ok(bundle, { message: 'success.login' })
   })
 
@@ -81,7 +79,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const account = await fastify.credentials.verifyContact(request, request.body as Static<typeof VerifyContactBody>)
+    const account = await fastify.credentials.verifyContact(request.caller, request.body as Static<typeof VerifyContactBody>)
     return reply.ok(account, { message: 'success.contact_verified' })
   })
 

@@ -22,7 +22,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const account = await fastify.credentials.setPassword(request, (request.body as Static<typeof SetPasswordBody>).password)
+    const account = await fastify.credentials.setPassword(request.caller, (request.body as Static<typeof SetPasswordBody>).password)
     return reply.ok(account, { message: 'success.password_set' })
   })
 
@@ -37,7 +37,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof ChangePasswordBody>
-    const result = await fastify.credentials.changePassword(request, body.current_password, body.new_password)
+    const result = await fastify.credentials.changePassword(request.caller, body.current_password, body.new_password)
     return reply.ok(result, { message: 'success.password_changed' })
   })
 
@@ -52,7 +52,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(PasswordChangedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.credentials.resetPassword(request, request.body as Static<typeof ForgetPasswordBody>)
+    const result = await fastify.credentials.resetPassword(request.caller, request.body as Static<typeof ForgetPasswordBody>)
     return reply.ok(result, { message: 'success.password_reset' })
   })
 }

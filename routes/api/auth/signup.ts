@@ -20,7 +20,7 @@ const signup: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
-    const bundle = await fastify.credentials.signUp(request, request.body as Static<typeof SignupBody>)
+    const bundle = await fastify.credentials.signUp(request.caller, request.body as Static<typeof SignupBody>)
     return reply.ok(bundle, { message: 'success.signup', status: 201 })
   })
 }

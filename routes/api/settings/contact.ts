@@ -24,7 +24,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(ContactChangeSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.credentials.changeEmail(request, request.body as Static<typeof ChangeEmailBody>)
+    const result = await fastify.credentials.changeEmail(request.caller, request.body as Static<typeof ChangeEmailBody>)
     return reply.ok(result, { message: result.status === 'changed' ? 'success.email_changed' : 'success.change_otp_sent' })
   })
 
@@ -39,7 +39,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(ContactChangeSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.credentials.changePhone(request, request.body as Static<typeof ChangePhoneBody>)
+    const result = await fastify.credentials.changePhone(request.caller, request.body as Static<typeof ChangePhoneBody>)
     return reply.ok(result, { message: result.status === 'changed' ? 'success.phone_changed' : 'success.change_otp_sent' })
   })
 }

@@ -8,6 +8,7 @@ import {
   ProfileViewSchema, SettingsSchema, ThemeBody, TimeZoneBody
 } from '../../../schemas/settings.ts'
 import { toPublicUser } from '../../../plugins/app/accounts/users.ts'
+import { currentProfileSnapshot } from '../../../plugins/app/auth/tokens.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
 import type { ProfileChanges, SettingField } from '../../../plugins/app/accounts/profiles.ts'
 import { ref } from '../../../schemas/ref.ts'
@@ -28,9 +29,8 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const auth = request.auth!
     // A session token carries a profile snapshot; it is served while the account is unchanged since.
-    if (auth.tokenType === 'session' && auth.claims.profile && auth.claims.lu === auth.state.lu) {
-      return reply.ok(auth.claims.profile)
-    }
+    const snapshot = currentProfileSnapshot(auth)
+    if (snapshot) return reply.ok(snapshot)
     const row = await fastify.users.findById(auth.userId)
     if (!row) throw new AppError('USER_NOT_FOUND')
     return reply.ok(toPublicUser(row))
