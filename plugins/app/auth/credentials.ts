@@ -4,8 +4,9 @@ import type { Static } from '@sinclair/typebox'
 import type { User } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { ChangeEmailBody, ChangePhoneBody, ForgetPasswordBody, LoginWithOtpBody, SendOtpBody, SignupBody, VerifyContactBody } from '../../../schemas/otp.ts'
-import { isTimeZone } from '../accounts/accounts.ts'
-import { maskAddress, type Channel } from '../notifications/notify.ts'
+import { isTimeZone } from '../accounts/time-zone.ts'
+import type { Channel } from '../notifications/notify.ts'
+import { maskAddress } from '../accounts/contact.ts'
 import { channelFor, destinationOf, requireProof, type Destination, type IssueResult, type OtpPurpose } from './otp.ts'
 import type { TokenBundle } from './sessions.ts'
 import { toPublicUser, type PublicUser } from '../accounts/users.ts'
@@ -147,7 +148,7 @@ export default fp(async (fastify) => {
     if (account.password) throw new AppError('PASSWORD_ALREADY_SET')
     passwords.check(password)
     // No current password exists to ask for: only a fresh login may set one (SR-23).
-    await accounts.assertRecentAuth(request)
+    await accounts.assertRecentAuth(request.caller)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(password))
     await sessions.refreshUserState(account.user_id)
     await fastify.audit(request.caller, { action: 'password_set', targetUserId: account.user_id })
@@ -162,7 +163,7 @@ export default fp(async (fastify) => {
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
     if (!account.password) throw new AppError('PASSWORD_NOT_SET')
     passwords.check(newPassword)
-    await accounts.verifyCurrentPassword(request, account, currentPassword)
+    await accounts.verifyCurrentPassword(request.caller, account, currentPassword)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(newPassword))
     // SR-6: every other session ends; the one that made the change continues.
     const revoked = await sessions.revokeAllForUser(account.user_id, 'password_change', auth.sessionId)
@@ -220,7 +221,7 @@ export default fp(async (fastify) => {
     const purpose = kind === 'email' ? 'change_email' : 'change_phone'
     if (input.otp === undefined) {
       // Step 1: a fresh login or the current password, then a code to the new address (SR-23).
-      const account = await accounts.assertRecentAuth(request, input.current_password)
+      const account = await accounts.assertRecentAuth(request.caller, input.current_password)
       const current = kind === 'email' ? account.email?.toLowerCase() : account.phone_number
       if (current === destination.value) throw new AppError('CONTACT_UNCHANGED')
       // Whether the address is taken is an availability answer (SR-8): it costs the

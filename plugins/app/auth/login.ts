@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { AppError } from '../../../schemas/errors.ts'
-import { normalizeIdentifier } from '../accounts/users.ts'
+import { normalizeIdentifier } from '../accounts/contact.ts'
 import type { ClientContext, TokenBundle } from './sessions.ts'
 import { keyOf } from './throttle.ts'
 

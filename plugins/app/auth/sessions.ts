@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
-import { and, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm'
+import { and, eq, gt, isNull, ne, sql } from 'drizzle-orm'
 import { UAParser } from 'ua-parser-js'
-import { session, user, type NewSession, type Session, type User } from '../../../db/schema/index.ts'
+import { session, type NewSession, type Session, type User } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 
@@ -309,7 +309,7 @@ export default fp(async (fastify) => {
     async permissionsChanged (userIds) {
       const unique = [...new Set(userIds)]
       if (unique.length === 0) return
-      await db.update(user).set({ permission_version: sql`${user.permission_version} + 1` }).where(inArray(user.user_id, unique))
+      await users.bumpPermissionVersion(unique)
       await Promise.all(unique.map((id) => refreshUserState(id)))
     },
 
