@@ -73,4 +73,4 @@ export default fp(async (fastify) => {
       return caller
     }
   })
-}, { name: 'caller', dependencies: ['i18n'] })
+}, { name: 'request-caller', dependencies: ['i18n'] })
