@@ -1,17 +1,18 @@
 import fp from 'fastify-plugin'
-import type { Caller } from '../auth/caller.ts'
-import { eq, getTableColumns, sql } from 'drizzle-orm'
-import { group, session, user, userGroup, type User } from '../../../db/schema/index.ts'
+import { eq, sql } from 'drizzle-orm'
+import { user, type User } from '../../../db/schema/index.ts'
 import { DEFAULT_USER_GROUP } from '../../../db/defaults.ts'
-import { AppError, type ErrorCode } from '../../../schemas/errors.ts'
-import { statementCache, type Database } from '../../../db/client.ts'
+import { AppError } from '../../../schemas/errors.ts'
+import type { Caller } from '../auth/caller.ts'
+import { requireActor } from '../access-control/rules.ts'
+import { toPublicUser, type PublicUser } from './users.ts'
 
 /**
- * Account writes of the self-service flows (sign-up, passwords, email and phone
- * changes) and the re-authentication rule of SR-23. Every write bumps
- * `last_updated` with the app clock; callers refresh the cached user state
- * (`sessions.refreshUserState`) afterwards. Uniqueness is enforced by the
- * database; a violation becomes EMAIL_TAKEN, PHONE_TAKEN or USER_NAME_TAKEN.
+ * Account life: sign-up, passwords, email and phone changes, an administrator
+ * (de)activating an account, and the re-authentication rule of SR-23. The rows
+ * are written by the users repository (`fastify.users`); callers of the
+ * self-service writes refresh the cached user state (`sessions.refreshUserState`)
+ * afterwards.
  */
 export interface SignUpInput {
   email?: string
@@ -44,120 +45,57 @@ export interface AccountService {
   assertRecentAuth: (caller: Caller, currentPassword?: string) => Promise<User>
   /** Checks the current password (lockout shared with login); throws AUTH_CURRENT_PASSWORD_INVALID. */
   verifyCurrentPassword: (caller: Caller, account: User, password: string) => Promise<void>
+  /**
+   * An administrator switches an account on or off (SR-27: only super admins change
+   * a super admin's status; the last active super admin stays). Switching off signs
+   * out every session.
+   */
+  setActive: (caller: Caller, userId: string, active: boolean, reason?: string) => Promise<PublicUser>
 }
 
 declare module 'fastify' {
   interface FastifyInstance { accounts: AccountService }
 }
 
-const constraintCodes: Record<string, ErrorCode> = {
-  user_email_lower_key: 'EMAIL_TAKEN',
-  user_phone_number_key: 'PHONE_TAKEN',
-  user_user_name_lower_key: 'USER_NAME_TAKEN'
-}
-
-/** The error code of a unique violation on a user identifier (postgres.js and PGlite name the constraint differently). */
-export function identifierConflict (error: unknown): ErrorCode | undefined {
-  for (let e = error as { code?: string, constraint_name?: string, constraint?: string, cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (e.code === '23505') return constraintCodes[e.constraint_name ?? e.constraint ?? ''] ?? 'CONFLICT'
-  }
-  return undefined
-}
-
-const userColumns = getTableColumns(user)
-type UserUpdate = ReturnType<typeof prepareUserUpdate>
-const userUpdates = new WeakMap<Database, (key: string, build: (n: number) => UserUpdate) => UserUpdate>()
-
-function prepareUserUpdate (db: Database, columns: readonly string[], id: number) {
-  const set = Object.fromEntries(columns.map((name) => [name, sql`${sql.placeholder(name)}`]))
-  return db.update(user).set(set).where(eq(user.user_id, sql.placeholder('user_id'))).returning().prepare(`user_update_${id}`)
-}
-
-/**
- * Writes `values` to one user row, stamping last_updated, and returns the row; a
- * taken email, phone or user name is its AppError. The statement of each set of
- * columns is built and prepared once per database handle (drizzle spent ~100 µs
- * building an UPDATE ... RETURNING of every column per call); values are converted
- * as drizzle would (`mapToDriverValue`) and bound.
- */
-export async function updateUserRow (db: Database, userId: string, values: Partial<typeof user.$inferInsert>, at: Date): Promise<User> {
-  const changes = Object.entries({ ...values, last_updated: at }).filter(([, value]) => value !== undefined)
-  const columns = changes.map(([name]) => name).sort()
-  let statement = userUpdates.get(db)
-  if (!statement) userUpdates.set(db, statement = statementCache())
-  const update = statement(columns.join(','), (n) => prepareUserUpdate(db, columns, n))
-  const params: Record<string, unknown> = { user_id: userId }
-  for (const [name, value] of changes) params[name] = value === null ? null : userColumns[name as keyof typeof userColumns].mapToDriverValue(value)
-  try {
-    const [row] = await update.execute(params)
-    if (!row) throw new AppError('USER_NOT_FOUND')
-    return row
-  } catch (error) {
-    const conflict = identifierConflict(error)
-    if (conflict) throw new AppError(conflict, { cause: error })
-    throw error
-  }
-}
-
-/** A valid IANA time zone name? */
-export function isTimeZone (value: string): boolean {
-  try {
-    // eslint-disable-next-line no-new
-    new Intl.DateTimeFormat('en', { timeZone: value })
-    return true
-  } catch {
-    return false
-  }
-}
-
 export default fp(async (fastify) => {
-  const { db, config } = fastify
+  const { db, config, users, groupRepository } = fastify
   const now = () => new Date(fastify.now())
-
-  const update = (userId: string, values: Partial<typeof user.$inferInsert>) => updateUserRow(db, userId, values, now())
 
   const service: AccountService = {
     async signUp (input) {
       const at = now()
-      try {
-        return await db.transaction(async (tx) => {
-          const [created] = await tx.insert(user).values({
-            email: input.email ?? null,
-            phone_number: input.phone_number ?? null,
-            user_name: input.user_name ?? null,
-            password: input.passwordHash,
-            password_changed_at: at,
-            auth_type: input.email ? 'email' : 'phone',
-            user_type: 'user',
-            first_name: input.first_name ?? null,
-            last_name: input.last_name ?? null,
-            language: input.language,
-            ...(input.timezone ? { timezone: input.timezone } : {}),
-            country: input.country ?? null,
-            is_email_verified: input.email !== undefined,
-            is_phone_verified: input.phone_number !== undefined,
-            created_at: at,
-            last_updated: at
-          }).returning()
-          const [defaultGroup] = await tx.select({ group_id: group.group_id }).from(group).where(eq(group.codename, DEFAULT_USER_GROUP))
-          if (!defaultGroup) throw new Error(`the default group "${DEFAULT_USER_GROUP}" is missing; run the seed`)
-          await tx.insert(userGroup).values({ user_id: created.user_id, group_id: defaultGroup.group_id, created_at: at })
-          return created
-        })
-      } catch (error) {
-        const conflict = identifierConflict(error)
-        if (conflict) throw new AppError(conflict, { cause: error })
-        throw error
-      }
+      return await db.transaction(async (tx) => {
+        const created = await users.create({
+          email: input.email ?? null,
+          phone_number: input.phone_number ?? null,
+          user_name: input.user_name ?? null,
+          password: input.passwordHash,
+          password_changed_at: at,
+          auth_type: input.email ? 'email' : 'phone',
+          user_type: 'user',
+          first_name: input.first_name ?? null,
+          last_name: input.last_name ?? null,
+          language: input.language,
+          ...(input.timezone ? { timezone: input.timezone } : {}),
+          country: input.country ?? null,
+          is_email_verified: input.email !== undefined,
+          is_phone_verified: input.phone_number !== undefined,
+          created_at: at,
+          last_updated: at
+        }, tx)
+        const added = await groupRepository.addMemberByCodename(created.user_id, DEFAULT_USER_GROUP, tx)
+        if (!added) throw new Error(`the default group "${DEFAULT_USER_GROUP}" is missing; run the seed`)
+        return created
+      })
     },
 
-    setPassword: (userId, hash) => update(userId, { password: hash, password_changed_at: now() }),
+    setPassword: (userId, hash) => users.update(userId, { password: hash, password_changed_at: now() }),
 
-    markVerified: (userId, channel) => update(userId, channel === 'email' ? { is_email_verified: true } : { is_phone_verified: true }),
+    markVerified: (userId, channel) => users.update(userId, channel === 'email' ? { is_email_verified: true } : { is_phone_verified: true }),
 
-    changeEmail: (userId, email) => update(userId, { email, is_email_verified: true }),
+    changeEmail: (userId, email) => users.update(userId, { email, is_email_verified: true }),
 
-    changePhone: (userId, phone) => update(userId, { phone_number: phone, is_phone_verified: true }),
+    changePhone: (userId, phone) => users.update(userId, { phone_number: phone, is_phone_verified: true }),
 
     async availability (query) {
       const [emailRows, phoneRows, nameRows] = await Promise.all([
@@ -186,19 +124,48 @@ export default fp(async (fastify) => {
     },
 
     async assertRecentAuth (caller, currentPassword) {
-      const auth = caller.actor!
-      const account = await fastify.users.findById(auth.userId)
+      const actor = requireActor(caller)
+      const account = await users.findById(actor.userId)
       if (!account) throw new AppError('AUTH_SESSION_REVOKED')
       if (currentPassword !== undefined) {
         await service.verifyCurrentPassword(caller, account, currentPassword)
         return account
       }
       // The session row's creation is the login; refreshing tokens does not make a login fresh.
-      const [row] = await db.select({ created_at: session.created_at }).from(session).where(eq(session.session_id, auth.sessionId))
-      const fresh = row !== undefined && fastify.now() - row.created_at.getTime() <= config.REAUTH_WINDOW_MINUTES * 60_000
+      const current = caller.sessionId ? await fastify.sessions.findActive(actor.userId, caller.sessionId) : undefined
+      const fresh = current !== undefined && fastify.now() - current.created_at.getTime() <= config.REAUTH_WINDOW_MINUTES * 60_000
       if (!fresh) throw new AppError('AUTH_REAUTH_REQUIRED')
       return account
+    },
+
+    async setActive (caller, userId, active, reason) {
+      const actor = requireActor(caller)
+      const row = await db.transaction(async (tx) => {
+        const guard = await groupRepository.lockSuperAdmins(tx)
+        const target = await users.lock(tx, userId)
+        // An anonymised (deleted) account is gone for every purpose of the API.
+        if (!target || target.status === 'deleted') throw new AppError('USER_NOT_FOUND')
+        if (!actor.superAdmin && await groupRepository.isSuperAdminMember(userId, tx)) {
+          throw new AppError('PRIVILEGE_ESCALATION', { details: { reason: 'only super admins change the status of a super admin' } })
+        }
+        if (!active) await guard.assertOneRemains([userId])
+        const wasActive = target.is_active && target.status === 'active'
+        if (wasActive === active) return target
+        return await users.update(userId, active
+          ? { is_active: true, status: 'active', deactivated_at: null }
+          : { is_active: false, status: 'inactive', deactivated_at: now() }, tx)
+      })
+      const revoked = active ? 0 : await fastify.sessions.revokeAllForUser(userId, 'deactivated_by_admin')
+      await fastify.sessions.refreshUserState(userId)
+      await fastify.audit(caller, {
+        action: active ? 'user_activate' : 'user_deactivate',
+        module: 'users',
+        targetUserId: userId,
+        level: active ? 'info' : 'warning',
+        metadata: { revoked_sessions: revoked, ...(reason ? { reason } : {}) }
+      })
+      return toPublicUser(row)
     }
   }
   fastify.decorate('accounts', service)
-}, { name: 'accounts', dependencies: ['db', 'users', 'passwords', 'throttle', 'activity'] })
+}, { name: 'accounts', dependencies: ['db', 'users', 'group-repository', 'sessions', 'passwords', 'throttle', 'activity'] })

@@ -3,7 +3,7 @@ import { and, asc, count, desc, eq, getTableColumns, ilike, inArray, or, sql, ty
 import { group, user, userGroup, type AuthType, type User, type UserStatus, type UserType } from '../../../db/schema/index.ts'
 import { statementCache } from '../../../db/client.ts'
 import { decodeCursor as decodeCursorOf, encodeCursor, isText, isTimestamp, isUuid } from '../../../schemas/cursor.ts'
-import { containsPattern, type ListPage } from '../access-control/rbac.ts'
+import { containsPattern, type ListPage } from '../access-control/listing.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
 
 /**
@@ -138,8 +138,8 @@ export default fp(async (fastify) => {
 
   /**
    * The page and count queries of each combination of filters, sort and
-   * pagination, built and prepared on first use (drizzle built the SQL of both on
-   * every request: a fifth of the list's CPU).
+   * pagination, built and prepared on first use, so drizzle does not build their
+   * SQL per request (docs/performance.md).
    */
   const pageQuery = statementCache<ReturnType<typeof preparePage>>()
   const countQuery = statementCache<ReturnType<typeof prepareCount>>()

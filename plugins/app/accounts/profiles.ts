@@ -1,14 +1,16 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
-import { eq, sql } from 'drizzle-orm'
-import { activityLog, media, profileAccessibilities, session, themes, user, userGroup, type Media, type NewUser, type User } from '../../../db/schema/index.ts'
+import { eq } from 'drizzle-orm'
+import type { Static } from '@sinclair/typebox'
+import { activityLog, media, profileAccessibilities, session, themes, type Media, type NewUser, type User } from '../../../db/schema/index.ts'
 import { isSupportedLanguage, languages } from '../../../i18n/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { PublicProfileSchema } from '../../../schemas/user.ts'
+import type { AccountClosedSchema, SettingsSchema } from '../../../schemas/settings.ts'
 import { hasPermissions } from '../auth/authenticate.ts'
-import { isTimeZone, updateUserRow } from './accounts.ts'
+import type { Caller } from '../auth/caller.ts'
+import { requireActor } from '../access-control/rules.ts'
+import { canonicalTimeZone } from './time-zone.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
-import type { Static } from '@sinclair/typebox'
 
 /**
  * Self-service profile and settings, another user's profile as the caller may
@@ -34,33 +36,21 @@ export type ProfileChanges = Partial<Record<EditableProfileField, string | null>
 
 export type SettingField = 'profile_accessibility' | 'language' | 'theme' | 'timezone'
 
-export interface SettingsView {
-  language: string
-  theme: string
-  timezone: string
-  profile_accessibility: string
-  is_email_verified: boolean
-  is_phone_verified: boolean
-  has_password: boolean
-  available: { languages: string[], themes: string[], profile_accessibility: string[] }
-}
+export type SettingsView = Static<typeof SettingsSchema>
+export type AccountClosed = Static<typeof AccountClosedSchema>
 
-export interface AccountClosed {
-  user_id: string
-  status: 'inactive' | 'deleted'
-  revoked_sessions: number
-  files_deleted?: number
-  files_pending?: number
-}
-
+/**
+ * The caller's own account throughout. `update` and `setSetting` return the new
+ * row's view; the route makes a new language apply to its own answer.
+ */
 export interface ProfileService {
-  update: (request: FastifyRequest, changes: ProfileChanges) => Promise<PublicUser>
-  setSetting: (request: FastifyRequest, field: SettingField, value: string) => Promise<SettingsView>
+  update: (caller: Caller, changes: ProfileChanges) => Promise<PublicUser>
+  setSetting: (caller: Caller, field: SettingField, value: string) => Promise<SettingsView>
   settings: (userId: string) => Promise<SettingsView>
   /** Another user's profile: the whole account for yourself and holders of view_user, else the public part of a public, active profile. */
-  view: (request: FastifyRequest, userId: string) => Promise<PublicUser | PublicProfile>
-  deactivate: (request: FastifyRequest, reason?: string) => Promise<AccountClosed>
-  remove: (request: FastifyRequest, currentPassword?: string) => Promise<AccountClosed>
+  view: (caller: Caller, userId: string) => Promise<PublicUser | PublicProfile>
+  deactivate: (caller: Caller, reason?: string) => Promise<AccountClosed>
+  remove: (caller: Caller, currentPassword?: string) => Promise<AccountClosed>
 }
 
 declare module 'fastify' {
@@ -69,14 +59,11 @@ declare module 'fastify' {
 
 const invalid = (field: string, message: string) => new AppError('VALIDATION_ERROR', { details: [{ field: `body/${field}`, message }] })
 
-const knownZones = new Map(Intl.supportedValuesOf('timeZone').map((z) => [z.toLowerCase(), z]))
-
 /** An IANA zone with its canonical spelling ("europe/paris" → "Europe/Paris"), or a validation error. */
-export function canonicalTimeZone (value: string, field = 'timezone'): string {
-  if (value.toUpperCase() === 'UTC') return 'UTC'
-  // The shape check keeps out what some ICU versions also accept but is not an IANA name (offsets like +05:00).
-  if (!/^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/.test(value) || !isTimeZone(value)) throw invalid(field, 'must be an IANA time zone name, e.g. Europe/Paris')
-  return knownZones.get(value.toLowerCase()) ?? value
+function checkTimeZone (value: string): string {
+  const zone = canonicalTimeZone(value)
+  if (zone === undefined) throw invalid('timezone', 'must be an IANA time zone name, e.g. Europe/Paris')
+  return zone
 }
 
 const regionNames = new Intl.DisplayNames(['en'], { type: 'region', fallback: 'none' })
@@ -124,7 +111,6 @@ function settingsOf (row: User): SettingsView {
 }
 
 export default fp(async (fastify) => {
-  const { db } = fastify
   const now = () => new Date(fastify.now())
 
   /** Validated, canonical column values; only allow-listed fields are ever copied. */
@@ -139,7 +125,7 @@ export default fp(async (fastify) => {
         continue
       }
       switch (field) {
-        case 'timezone': values[field] = canonicalTimeZone(raw); break
+        case 'timezone': values[field] = checkTimeZone(raw); break
         case 'country': values[field] = canonicalCountry(raw); break
         case 'dob': values[field] = checkDateOfBirth(raw, now()); break
         case 'language':
@@ -163,100 +149,68 @@ export default fp(async (fastify) => {
     return values as Partial<NewUser>
   }
 
-  const write = (userId: string, values: Partial<NewUser>) => updateUserRow(db, userId, values, now())
+  const { db, users } = fastify
 
   const service: ProfileService = {
-    async update (request, changes) {
-      const userId = request.auth!.userId
+    async update (caller, changes) {
+      const userId = requireActor(caller).userId
       const values = columnsOf(changes)
-      const row = await write(userId, values)
+      const row = await users.update(userId, values)
       // The session token's profile snapshot and the cached language follow last_updated.
       await fastify.sessions.refreshUserState(userId)
-      request.userLanguage = row.language
-      await fastify.audit(request.caller, { action: 'profile_update', module: 'settings', targetUserId: userId, metadata: { fields: Object.keys(values) } })
+      await fastify.audit(caller, { action: 'profile_update', module: 'settings', targetUserId: userId, metadata: { fields: Object.keys(values) } })
       return toPublicUser(row)
     },
 
-    async setSetting (request, field, value) {
-      const userId = request.auth!.userId
-      const row = await write(userId, columnsOf({ [field]: value }))
+    async setSetting (caller, field, value) {
+      const userId = requireActor(caller).userId
+      const row = await users.update(userId, columnsOf({ [field]: value }))
       await fastify.sessions.refreshUserState(userId)
-      // A new language already applies to this answer.
-      request.userLanguage = row.language
-      await fastify.audit(request.caller, { action: 'setting_update', module: 'settings', targetUserId: userId, metadata: { field, value: row[field] } })
+      await fastify.audit(caller, { action: 'setting_update', module: 'settings', targetUserId: userId, metadata: { field, value: row[field] } })
       return settingsOf(row)
     },
 
     async settings (userId) {
-      const row = await fastify.users.findById(userId)
+      const row = await users.findById(userId)
       if (!row) throw new AppError('USER_NOT_FOUND')
       return settingsOf(row)
     },
 
-    async view (request, userId) {
-      const auth = request.auth!
-      const row = await fastify.users.findById(userId)
-      if (row && (userId === auth.userId || hasPermissions(auth, ['view_user']))) return toPublicUser(row)
+    async view (caller, userId) {
+      const actor = requireActor(caller)
+      const row = await users.findById(userId)
+      if (row && (userId === actor.userId || hasPermissions(actor, ['view_user']))) return toPublicUser(row)
       // Private, inactive, deleted and unknown look the same, so ids cannot be probed (SR-25).
       if (!row || !row.is_active || row.status !== 'active' || row.profile_accessibility !== 'public') throw new AppError('USER_NOT_FOUND')
       return publicProfile(row)
     },
 
-    async deactivate (request, reason) {
-      const userId = request.auth!.userId
-      const at = now()
+    async deactivate (caller, reason) {
+      const userId = requireActor(caller).userId
       await db.transaction(async (tx) => {
-        const guard = await fastify.rbac.lockSuperAdmins(tx)
+        const guard = await fastify.groupRepository.lockSuperAdmins(tx)
         await guard.assertOneRemains([userId])
-        await tx.update(user).set({ is_active: false, status: 'inactive', deactivated_at: at, last_updated: at }).where(eq(user.user_id, userId))
+        await users.update(userId, { is_active: false, status: 'inactive', deactivated_at: now() }, tx)
       })
       const revoked = await fastify.sessions.revokeAllForUser(userId, 'account_deactivated')
       await fastify.sessions.refreshUserState(userId)
-      await fastify.audit(request.caller, { action: 'account_deactivate', module: 'settings', level: 'warning', targetUserId: userId, metadata: { revoked_sessions: revoked, ...(reason ? { reason } : {}) } })
+      await fastify.audit(caller, { action: 'account_deactivate', module: 'settings', level: 'warning', targetUserId: userId, metadata: { revoked_sessions: revoked, ...(reason ? { reason } : {}) } })
       return { user_id: userId, status: 'inactive', revoked_sessions: revoked }
     },
 
-    async remove (request, currentPassword) {
-      const userId = request.auth!.userId
+    async remove (caller, currentPassword) {
+      const userId = requireActor(caller).userId
       // SR-23: a login of the last REAUTH_WINDOW_MINUTES, or the current password.
-      await fastify.accounts.assertRecentAuth(request.caller, currentPassword)
-      const at = now()
+      await fastify.accounts.assertRecentAuth(caller, currentPassword)
       // Audit rows are buffered: the ones already queued must be in the table for the update below to reach them.
       await fastify.activity.flush()
       const outcome = await db.transaction(async (tx) => {
-        const guard = await fastify.rbac.lockSuperAdmins(tx)
+        const guard = await fastify.groupRepository.lockSuperAdmins(tx)
         await guard.assertOneRemains([userId])
         const sessions = await tx.delete(session).where(eq(session.user_id, userId)).returning({ id: session.session_id })
-        await tx.delete(userGroup).where(eq(userGroup.user_id, userId))
+        await fastify.groupRepository.removeAllMemberships(userId, tx)
         await tx.update(activityLog).set({ user_id: null }).where(eq(activityLog.user_id, userId))
-        await tx.update(user).set({
-          email: null,
-          phone_number: null,
-          user_name: null,
-          password: null,
-          first_name: null,
-          last_name: null,
-          bio: null,
-          country: null,
-          gender: null,
-          dob: null,
-          profile_picture_url: null,
-          profile_picture_key: null,
-          language: 'en',
-          theme: 'system',
-          timezone: 'UTC',
-          profile_accessibility: 'private',
-          is_email_verified: false,
-          is_phone_verified: false,
-          is_active: false,
-          status: 'deleted',
-          password_changed_at: null,
-          last_login: null,
-          deactivated_at: at,
-          deleted_at: at,
-          permission_version: sql`${user.permission_version} + 1`,
-          last_updated: at
-        }).where(eq(user.user_id, userId))
+        await users.anonymise(userId, tx)
         const files = await tx.select().from(media).where(eq(media.user_id, userId))
         return { sessionIds: sessions.map((s) => s.id), files }
       })
@@ -264,7 +218,7 @@ export default fp(async (fastify) => {
       await Promise.all(outcome.sessionIds.map((sid) => fastify.sessions.revoke(sid, 'account_deleted')))
       await fastify.sessions.refreshUserState(userId)
       const removal = await removeFiles(outcome.files)
-      await fastify.audit(request.caller, {
+      await fastify.audit(caller, {
         action: 'account_delete',
         module: 'settings',
         level: 'warning',
@@ -301,4 +255,4 @@ export default fp(async (fastify) => {
   }
 
   fastify.decorate('profiles', service)
-}, { name: 'profiles', dependencies: ['db', 'users', 'sessions', 'accounts', 'rbac', 'uploads', 'activity'] })
+}, { name: 'profiles', dependencies: ['db', 'users', 'group-repository', 'sessions', 'accounts', 'uploads', 'activity'] })

@@ -1,14 +1,22 @@
 import fp from 'fastify-plugin'
-import { eq, sql } from 'drizzle-orm'
-import { parsePhoneNumberFromString } from 'libphonenumber-js/max'
-import { user, type User } from '../../../db/schema/index.ts'
+import { and, eq, getTableColumns, inArray, sql } from 'drizzle-orm'
+import { user, type NewUser, type User } from '../../../db/schema/index.ts'
+import { statementCache, type Database } from '../../../db/client.ts'
+import { pgError, PG_UNIQUE_VIOLATION } from '../../../db/errors.ts'
+import { AppError, type ErrorCode } from '../../../schemas/errors.ts'
 import type { Static } from '@sinclair/typebox'
 import type { UserSchema } from '../../../schemas/user.ts'
+import { normalizeIdentifier, type IdentifierKind } from './contact.ts'
 
-/** Data access for users: lookups by identifier, the auth state of a user, login bookkeeping. */
+/**
+ * The owner of the `user` table: every write to it goes through this repository.
+ * Writing methods take an optional transaction (`tx`); without one they run on
+ * their own. Every write but `recordLogin` stamps `last_updated` with the app
+ * clock; callers refresh the cached user state (`sessions.refreshUserState`)
+ * afterwards. A taken email, phone or user name is EMAIL_TAKEN, PHONE_TAKEN or
+ * USER_NAME_TAKEN (the database enforces uniqueness).
+ */
 export type PublicUser = Static<typeof UserSchema>
-
-export type IdentifierKind = 'email' | 'phone' | 'user_name'
 
 export interface UserAuthState {
   active: boolean
@@ -24,30 +32,56 @@ export interface UserRepository {
   /** Email (case-insensitive), phone (E.164) or user name (case-insensitive). */
   findByIdentifier: (identifier: string) => Promise<User | undefined>
   authState: (userId: string) => Promise<UserAuthState | undefined>
-  setPasswordHash: (userId: string, hash: string) => Promise<void>
+  /** The row locked for the rest of the transaction; undefined when there is none. */
+  lock: (tx: Database, userId: string) => Promise<User | undefined>
+  /** Inserts an account (created_at and last_updated are the caller's). */
+  create: (values: NewUser, tx?: Database) => Promise<User>
+  /** Writes `values` to one row, stamping last_updated; USER_NOT_FOUND when there is no row. */
+  update: (userId: string, values: Partial<NewUser>, tx?: Database) => Promise<User>
+  setPasswordHash: (userId: string, hash: string, tx?: Database) => Promise<void>
+  /** last_login only (not last_updated: the profile snapshots in session tokens stay current). */
   recordLogin: (userId: string) => Promise<User>
+  /** Clears the profile picture if it is still `key`; whether it was. */
+  clearProfilePicture: (userId: string, key: string, tx?: Database) => Promise<boolean>
+  /** SR-22: tokens that embed permissions are re-checked once their version moves. */
+  bumpPermissionVersion: (userIds: readonly string[], tx?: Database) => Promise<void>
+  /** Clears every personal field and marks the row deleted (SR-38), keeping id, type and creation time. */
+  anonymise: (userId: string, tx?: Database) => Promise<void>
 }
 
 declare module 'fastify' {
   interface FastifyInstance { users: UserRepository }
 }
 
-/** Lower-cased email, E.164 phone, or trimmed user name; `undefined` when it cannot be one. */
-export function normalizeIdentifier (raw: string): { kind: IdentifierKind, value: string } | undefined {
-  const value = raw.trim()
-  if (value.length === 0 || value.length > 320) return undefined
-  if (value.includes('@')) return { kind: 'email', value: value.toLowerCase() }
-  if (/^\+?[\d\s().-]{6,}$/.test(value)) {
-    const phone = normalizePhone(value)
-    return phone ? { kind: 'phone', value: phone } : undefined
-  }
-  return { kind: 'user_name', value }
+const constraintCodes: Record<string, ErrorCode> = {
+  user_email_lower_key: 'EMAIL_TAKEN',
+  user_phone_number_key: 'PHONE_TAKEN',
+  user_user_name_lower_key: 'USER_NAME_TAKEN'
 }
 
-/** E.164 or undefined; numbers must carry their country code (+...). */
-export function normalizePhone (raw: string): string | undefined {
-  const parsed = parsePhoneNumberFromString(raw.startsWith('+') ? raw : `+${raw}`)
-  return parsed?.isValid() ? parsed.number : undefined
+/** The error code of a unique violation on a user identifier; undefined for any other error. */
+export function identifierConflict (error: unknown): ErrorCode | undefined {
+  const info = pgError(error)
+  if (info?.code !== PG_UNIQUE_VIOLATION) return undefined
+  return constraintCodes[info.constraint ?? ''] ?? 'CONFLICT'
+}
+
+/** Runs a write, turning a taken identifier into its AppError. */
+async function writing<T> (write: () => Promise<T>): Promise<T> {
+  try {
+    return await write()
+  } catch (error) {
+    const conflict = identifierConflict(error)
+    if (conflict) throw new AppError(conflict, { cause: error })
+    throw error
+  }
+}
+
+const userColumns = getTableColumns(user)
+
+function prepareUserUpdate (db: Database, columns: readonly string[], id: number) {
+  const set = Object.fromEntries(columns.map((name) => [name, sql`${sql.placeholder(name)}`]))
+  return db.update(user).set(set).where(eq(user.user_id, sql.placeholder('user_id'))).returning().prepare(`user_update_${id}`)
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null)
@@ -113,9 +147,12 @@ export default fp(async (fastify) => {
       where ug.user_id = "user"."user_id"), '[]'::jsonb)`,
     super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`
   }).from(user).where(eq(user.user_id, id)).prepare('user_state')
-  // Every login: last_login only (not last_updated: the profile snapshots in session tokens stay current).
   const recordLogin = db.update(user).set({ last_login: sql`${sql.placeholder('at')}::timestamptz` })
     .where(eq(user.user_id, sql.placeholder('userId'))).returning().prepare('user_record_login')
+  // One UPDATE ... RETURNING per set of columns, built and prepared on first use
+  // (docs/performance.md); values are converted as drizzle would (`mapToDriverValue`) and bound.
+  const updates = statementCache<ReturnType<typeof prepareUserUpdate>>()
+  const now = () => new Date(fastify.now())
 
   const repository: UserRepository = {
     async findById (userId) {
@@ -143,13 +180,82 @@ export default fp(async (fastify) => {
       }
     },
 
-    async setPasswordHash (userId, hash) {
-      await db.update(user).set({ password: hash, last_updated: new Date(fastify.now()) }).where(eq(user.user_id, userId))
+    async lock (tx, userId) {
+      const [row] = await tx.select().from(user).where(eq(user.user_id, userId)).for('update')
+      return row
+    },
+
+    async create (values, tx = db) {
+      const [row] = await writing(() => tx.insert(user).values(values).returning())
+      return row
+    },
+
+    async update (userId, values, tx) {
+      const changes = Object.entries({ ...values, last_updated: now() }).filter(([, value]) => value !== undefined)
+      const rows = await writing(async () => {
+        if (tx) return await tx.update(user).set(Object.fromEntries(changes)).where(eq(user.user_id, userId)).returning()
+        const columns = changes.map(([name]) => name).sort()
+        const statement = updates(columns.join(','), (n) => prepareUserUpdate(db, columns, n))
+        const params: Record<string, unknown> = { user_id: userId }
+        for (const [name, value] of changes) params[name] = value === null ? null : userColumns[name as keyof typeof userColumns].mapToDriverValue(value)
+        return await statement.execute(params)
+      })
+      if (!rows[0]) throw new AppError('USER_NOT_FOUND')
+      return rows[0]
+    },
+
+    async setPasswordHash (userId, hash, tx = db) {
+      await tx.update(user).set({ password: hash, last_updated: now() }).where(eq(user.user_id, userId))
     },
 
     async recordLogin (userId) {
-      const [row] = await recordLogin.execute({ userId, at: new Date(fastify.now()).toISOString() })
+      const [row] = await recordLogin.execute({ userId, at: now().toISOString() })
       return row
+    },
+
+    async clearProfilePicture (userId, key, tx = db) {
+      const cleared = await tx.update(user)
+        .set({ profile_picture_url: null, profile_picture_key: null, last_updated: now() })
+        .where(and(eq(user.user_id, userId), eq(user.profile_picture_key, key)))
+        .returning({ id: user.user_id })
+      return cleared.length > 0
+    },
+
+    async bumpPermissionVersion (userIds, tx = db) {
+      if (userIds.length === 0) return
+      await tx.update(user).set({ permission_version: sql`${user.permission_version} + 1` }).where(inArray(user.user_id, [...userIds]))
+    },
+
+    async anonymise (userId, tx = db) {
+      const at = now()
+      await tx.update(user).set({
+        email: null,
+        phone_number: null,
+        user_name: null,
+        password: null,
+        first_name: null,
+        last_name: null,
+        bio: null,
+        country: null,
+        gender: null,
+        dob: null,
+        profile_picture_url: null,
+        profile_picture_key: null,
+        language: 'en',
+        theme: 'system',
+        timezone: 'UTC',
+        profile_accessibility: 'private',
+        is_email_verified: false,
+        is_phone_verified: false,
+        is_active: false,
+        status: 'deleted',
+        password_changed_at: null,
+        last_login: null,
+        deactivated_at: at,
+        deleted_at: at,
+        permission_version: sql`${user.permission_version} + 1`,
+        last_updated: at
+      }).where(eq(user.user_id, userId))
     }
   }
   fastify.decorate('users', repository)

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { User } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
-import { normalizeIdentifier } from '../accounts/users.ts'
+import { normalizeIdentifier } from '../accounts/contact.ts'
 import type { Caller } from './caller.ts'
 import type { ClientContext } from './sessions.ts'
 import type { TokenBundle } from './tokens.ts'

@@ -1,8 +1,8 @@
 import { createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
 import fp from 'fastify-plugin'
 import { AppError } from '../../../schemas/errors.ts'
-import { DeliveryError, maskAddress, type Channel } from '../notifications/notify.ts'
-import { normalizePhone } from '../accounts/users.ts'
+import { DeliveryError, type Channel } from '../notifications/notify.ts'
+import { maskAddress, normalizeEmail, normalizePhone } from '../accounts/contact.ts'
 import { otpPurposes, type OtpPurpose } from '../notifications/_templates/messages.ts'
 import type { Caller } from './caller.ts'
 
@@ -101,7 +101,7 @@ export function destinationOf (body: { email?: string, phone_number?: string }):
   if ((body.email === undefined) === (body.phone_number === undefined)) {
     throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body', message: 'send exactly one of email or phone_number' }] })
   }
-  if (body.email !== undefined) return { kind: 'email', value: body.email.trim().toLowerCase() }
+  if (body.email !== undefined) return { kind: 'email', value: normalizeEmail(body.email) }
   return { kind: 'phone', value: requirePhone(body.phone_number!) }
 }
 

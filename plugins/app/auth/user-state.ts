@@ -151,7 +151,7 @@ export default fp(async (fastify) => {
   async function permissionsChanged (userIds: string[]) {
     const unique = [...new Set(userIds)]
     if (unique.length === 0) return
-    await db.update(user).set({ permission_version: sql`${user.permission_version} + 1` }).where(inArray(user.user_id, unique))
+    await fastify.users.bumpPermissionVersion(unique)
     await Promise.all(unique.map((id) => refresh(id)))
   }
 

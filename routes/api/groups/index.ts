@@ -19,7 +19,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { limit, offset, cursor } = request.query
-    const page = await fastify.rbac.listGroups(request.query)
+    const page = await fastify.groupService.list(request.query)
     return reply.ok(page.items, { meta: { pagination: { limit, total: page.total, ...(cursor ? {} : { offset: offset ?? 0 }), next_cursor: page.nextCursor } } })
   })
 
@@ -35,14 +35,14 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
-    const created = await fastify.rbac.createGroup(request, request.body as Static<typeof GroupCreateBody>)
+    const created = await fastify.groupService.create(request.caller, request.body as Static<typeof GroupCreateBody>)
     return reply.ok(created, { message: 'success.group_created', status: 201 })
   })
 
   fastify.get('/:group_id', {
     config: { permissions: ['view_group'] },
     schema: { operationId: 'getGroup', tags, summary: 'One group', params, response: { 200: Envelope(ref(GroupSchema)) } }
-  }, async (request, reply) => reply.ok(await fastify.rbac.getGroup(request.params.group_id)))
+  }, async (request, reply) => reply.ok(await fastify.groupService.get(request.params.group_id)))
 
   fastify.put('/:group_id', {
     config: { permissions: ['edit_group'] },
@@ -58,7 +58,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
-    const updated = await fastify.rbac.updateGroup(request, request.params.group_id, request.body as Static<typeof GroupUpdateBody>)
+    const updated = await fastify.groupService.update(request.caller, request.params.group_id, request.body as Static<typeof GroupUpdateBody>)
     return reply.ok(updated, { message: 'success.group_updated' })
   })
 
@@ -72,7 +72,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(Type.Object({ group_id: Type.String({ format: 'uuid' }), deleted: Type.Literal(true), affected_users: Type.Integer() })) }
     }
   }, async (request, reply) => {
-    const { affectedUsers } = await fastify.rbac.deleteGroup(request, request.params.group_id)
+    const { affectedUsers } = await fastify.groupService.remove(request.caller, request.params.group_id)
     return reply.ok({ group_id: request.params.group_id, deleted: true as const, affected_users: affectedUsers }, { message: 'success.group_deleted' })
   })
 
@@ -90,7 +90,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { permissions } = request.body as Static<typeof GroupPermissionsBody>
-    const updated = await fastify.rbac.setGroupPermissions(request, request.params.group_id, permissions)
+    const updated = await fastify.groupService.setPermissions(request.caller, request.params.group_id, permissions)
     return reply.ok(updated, { message: 'success.group_permissions_updated' })
   })
 }

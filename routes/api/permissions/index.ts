@@ -19,7 +19,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const { limit, offset, cursor } = request.query
-    const page = await fastify.rbac.listPermissions(request.query)
+    const page = await fastify.permissionService.list(request.query)
     return reply.ok(page.items, { meta: { pagination: { limit, total: page.total, ...(cursor ? {} : { offset: offset ?? 0 }), next_cursor: page.nextCursor } } })
   })
 
@@ -34,14 +34,14 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: Envelope(ref(PermissionSchema)) }
     }
   }, async (request, reply) => {
-    const created = await fastify.rbac.createPermission(request, request.body as Static<typeof PermissionCreateBody>)
+    const created = await fastify.permissionService.create(request.caller, request.body as Static<typeof PermissionCreateBody>)
     return reply.ok(created, { message: 'success.permission_created', status: 201 })
   })
 
   fastify.get('/:permission_id', {
     config: { permissions: ['view_permission'] },
     schema: { operationId: 'getPermission', tags, summary: 'One permission', params, response: { 200: Envelope(ref(PermissionSchema)) } }
-  }, async (request, reply) => reply.ok(await fastify.rbac.getPermission(request.params.permission_id)))
+  }, async (request, reply) => reply.ok(await fastify.permissionService.get(request.params.permission_id)))
 
   fastify.put('/:permission_id', {
     config: { permissions: ['edit_permission'] },
@@ -54,7 +54,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(PermissionSchema)) }
     }
   }, async (request, reply) => {
-    const updated = await fastify.rbac.updatePermission(request, request.params.permission_id, request.body as Static<typeof PermissionUpdateBody>)
+    const updated = await fastify.permissionService.update(request.caller, request.params.permission_id, request.body as Static<typeof PermissionUpdateBody>)
     return reply.ok(updated, { message: 'success.permission_updated' })
   })
 
@@ -70,7 +70,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(Type.Object({ permission_id: Type.String({ format: 'uuid' }), deleted: Type.Literal(true), affected_users: Type.Integer() })) }
     }
   }, async (request, reply) => {
-    const { affectedUsers } = await fastify.rbac.deletePermission(request, request.params.permission_id)
+    const { affectedUsers } = await fastify.permissionService.remove(request.caller, request.params.permission_id)
     return reply.ok({ permission_id: request.params.permission_id, deleted: true as const, affected_users: affectedUsers }, { message: 'success.permission_deleted' })
   })
 }

@@ -48,7 +48,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       params: Type.Object({ user_id: Uuid() }),
       response: { 200: Envelope(ref(ProfileViewSchema)) }
     }
-  }, async (request, reply) => reply.ok(await fastify.profiles.view(request, request.params.user_id)))
+  }, async (request, reply) => reply.ok(await fastify.profiles.view(request.caller, request.params.user_id)))
 
   fastify.put('/profile', {
     config: { permissions: ['edit_profile'] },
@@ -63,7 +63,9 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const user = await fastify.profiles.update(request, request.body as ProfileChanges)
+    const user = await fastify.profiles.update(request.caller, request.body as ProfileChanges)
+    // A new language already applies to this answer.
+    request.userLanguage = user.language
     return reply.ok(user, { message: 'success.profile_updated' })
   })
 
@@ -73,7 +75,10 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: { operationId, tags, summary, body: ref(body), response: { 200: Envelope(ref(SettingsSchema)) } }
     }, async (request, reply) => {
       const value = (request.body as Record<SettingField, string>)[field]
-      return reply.ok(await fastify.profiles.setSetting(request, field, value), { message: 'success.settings_updated' })
+      const updated = await fastify.profiles.setSetting(request.caller, field, value)
+      // A new language already applies to this answer.
+      request.userLanguage = updated.language
+      return reply.ok(updated, { message: 'success.settings_updated' })
     })
   }
   setting('/profile-accessibility', 'setProfileAccessibility', 'profile_accessibility', ProfileAccessibilityBody, 'Who sees your profile: public (signed-in users see its public part) or private')
@@ -94,7 +99,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.profiles.deactivate(request, (request.body as Static<typeof DeactivateAccountBody>).reason)
+    const result = await fastify.profiles.deactivate(request.caller, (request.body as Static<typeof DeactivateAccountBody>).reason)
     return reply.ok(result, { message: 'success.account_deactivated' })
   })
 
@@ -114,7 +119,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.profiles.remove(request, (request.body as Static<typeof DeleteAccountBody>).current_password)
+    const result = await fastify.profiles.remove(request.caller, (request.body as Static<typeof DeleteAccountBody>).current_password)
     return reply.ok(result, { message: 'success.account_deleted' })
   })
 }

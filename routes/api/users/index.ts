@@ -31,17 +31,17 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get('/me/groups', {
     config: { permissions: [] },
     schema: { operationId: 'listMyGroups', tags, summary: 'Your groups', response: { 200: memberships } }
-  }, async (request, reply) => reply.ok(await fastify.rbac.userGroups(request.auth!.userId)))
+  }, async (request, reply) => reply.ok(await fastify.memberships.groupsOf(request.auth!.userId)))
 
   fastify.get('/me/permissions', {
     config: { permissions: [] },
     schema: { operationId: 'listMyPermissions', tags, summary: 'Your permissions, and the groups granting each', response: { 200: Envelope(ref(UserPermissionsSchema)) } }
-  }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.auth!.userId)))
+  }, async (request, reply) => reply.ok(await fastify.memberships.permissionsOf(request.auth!.userId)))
 
   fastify.get('/:user_id/groups', {
     config: { permissions: ['view_user'] },
     schema: { operationId: 'listUserGroups', tags, summary: 'A user\'s groups', params, response: { 200: memberships } }
-  }, async (request, reply) => reply.ok(await fastify.rbac.userGroups(request.params.user_id)))
+  }, async (request, reply) => reply.ok(await fastify.memberships.groupsOf(request.params.user_id)))
 
   fastify.post('/:user_id/groups', {
     config: { permissions: ['assign_groups'] },
@@ -58,14 +58,14 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof UserGroupsBody>
-    const result = await fastify.rbac.changeUserGroups(request, request.params.user_id, body.groups, body.action ?? 'set')
+    const result = await fastify.memberships.change(request.caller, request.params.user_id, body.groups, body.action ?? 'set')
     return reply.ok(result, { message: 'success.user_groups_updated' })
   })
 
   fastify.get('/:user_id/permissions', {
     config: { permissions: ['view_user'] },
     schema: { operationId: 'listUserPermissions', tags, summary: 'A user\'s permissions, and the groups granting each', params, response: { 200: Envelope(ref(UserPermissionsSchema)) } }
-  }, async (request, reply) => reply.ok(await fastify.rbac.userPermissions(request.params.user_id)))
+  }, async (request, reply) => reply.ok(await fastify.memberships.permissionsOf(request.params.user_id)))
 
   fastify.put('/:user_id/status', {
     config: { permissions: ['manage_users'] },
@@ -82,7 +82,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const body = request.body as Static<typeof UserStatusBody>
-    const result = await fastify.rbac.setUserActive(request, request.params.user_id, body.is_active, body.reason)
+    const result = await fastify.accounts.setActive(request.caller, request.params.user_id, body.is_active, body.reason)
     return reply.ok(result, { message: 'success.user_status_updated' })
   })
 }
