@@ -8,6 +8,7 @@ import { AppError, errorCodes, type ErrorCode } from '../../../schemas/errors.ts
 import { catalogs, defaultLanguage, type Language } from '../../../i18n/index.ts'
 import { negotiateLanguage, translate } from './i18n.ts'
 import { securityHeaders } from '../../external/helmet.ts'
+import type { ReportedRequest } from '../../external/sentry.ts'
 
 /**
  * One place turns every failure into the error envelope of API.md:
@@ -16,7 +17,7 @@ import { securityHeaders } from '../../external/helmet.ts'
 declare module 'fastify' {
   interface FastifyInstance {
     /** Reports an unexpected error (Sentry when configured). Set by plugins/external/sentry.ts. */
-    reportError: (error: unknown, request?: FastifyRequest) => void
+    reportError: (error: unknown, request?: ReportedRequest) => void
   }
 }
 
