@@ -7,6 +7,7 @@ import findMyWay from 'find-my-way'
 import { AppError, errorCodes, type ErrorCode } from '../../../schemas/errors.ts'
 import { catalogs, defaultLanguage, type Language } from '../../../i18n/index.ts'
 import { negotiateLanguage, translate } from './i18n.ts'
+import { pgError } from '../../../db/errors.ts'
 import { securityHeaders } from '../../external/helmet.ts'
 import type { ReportedRequest } from '../../external/sentry.ts'
 
@@ -30,7 +31,7 @@ export function isDependencyDown (error: unknown): boolean {
   const code = String(e.code ?? e.errno ?? '')
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'NOT_READY'].includes(code)) return true
   // PostgreSQL classes 08 (connection), 53 (resources), 57P (operator intervention: shutdown)
-  if (/^(08|53|57P)/.test(code)) return true
+  if (/^(08|53|57P)/.test(pgError(e)?.code ?? '')) return true
   if (e.name === 'MaxRetriesPerRequestError') return true
   const message = String(e.message ?? '')
   if (/Connection is closed|enableOfflineQueue|Stream isn't writeable|connect ECONNREFUSED|PGlite is closed|Command timed out/i.test(message)) return true
