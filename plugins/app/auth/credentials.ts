@@ -106,7 +106,7 @@ export default fp(async (fastify) => {
     const current = await users.recordLogin(found.user_id)
     const bundle = await sessions.create(current, { ...client(request), method: 'otp' })
     await fastify.audit(request.caller, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method: 'otp', channel: destination.kind } })
-    notify.loginNotice(request, current, bundle.session_id)
+    notify.loginNotice(request.caller, current, bundle.session_id)
     return bundle
   }
 

@@ -59,7 +59,7 @@ export default fp(async (fastify) => {
     const bundle = await sessions.create(current, { ip: request.ip, userAgent: request.headers['user-agent'], method })
     await fastify.audit(request.caller, { action: 'login_success', userId: found.user_id, targetUserId: found.user_id, sessionId: bundle.session_id, metadata: { method, rehashed: needsRehash } })
     // Background and failure-proof: a notice never delays or fails the login.
-    fastify.notify.loginNotice(request, current, bundle.session_id)
+    fastify.notify.loginNotice(request.caller, current, bundle.session_id)
     return bundle
   }
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify'
 import findMyWay from 'find-my-way'
 import { AppError, errorCodes, type ErrorCode } from '../../../schemas/errors.ts'
 import { catalogs, defaultLanguage, type Language } from '../../../i18n/index.ts'
@@ -146,7 +146,7 @@ const outsideHooksHeaders = { ...securityHeaders(), 'cache-control': 'no-store' 
  * answered before any hook or decorator runs, so the envelope, the request id
  * and the security headers are all set here.
  */
-export function frameworkErrors (raw: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+export const frameworkErrors: NonNullable<FastifyServerOptions['frameworkErrors']> = (raw, request, reply) => {
   const error = raw.code === 'FST_ERR_MAX_PARAM_LENGTH'
     ? new AppError('VALIDATION_ERROR', { details: [{ field: 'params', message: 'is longer than any path parameter of the API' }] })
     : raw.code === 'FST_ERR_BAD_URL'
@@ -207,7 +207,7 @@ export default fp(async (fastify) => {
 
   const debug = fastify.config.DEBUG_MODE && fastify.config.NODE_ENV !== 'production'
 
-  function send (error: AppError, request: FastifyRequest, reply: FastifyReply) {
+  function send (error: AppError, request: { id: unknown, t: (key: string, params?: Record<string, string | number>) => string }, reply: FastifyReply) {
     if (error.retryAfter !== undefined) reply.header('Retry-After', String(Math.max(1, Math.ceil(error.retryAfter))))
     const body = errorBody(error, String(request.id), request.t(`errors.${error.code}`, error.params), debug)
     return reply.code(error.statusCode).type('application/json; charset=utf-8').send(body)

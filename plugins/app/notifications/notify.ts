@@ -2,11 +2,12 @@ import path from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import fp from 'fastify-plugin'
-import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger } from 'fastify'
 import { and, desc, eq, ne, sql } from 'drizzle-orm'
 import { session, type User } from '../../../db/schema/index.ts'
 import type { AppConfig } from '../../../config.ts'
 import { describeDevice } from '../auth/sessions.ts'
+import type { Caller } from '../auth/caller.ts'
 import { render, type NoticeTemplate, type OtpPurpose, type TemplateName } from './_templates/messages.ts'
 
 /**
@@ -55,7 +56,7 @@ export interface Notifier {
   /** A security notice in the background; failures are logged, never thrown. */
   notice: (input: NoticeInput) => void
   /** After a login: a notice when it comes from a device the account has not used before. */
-  loginNotice: (request: FastifyRequest, account: User, sessionId: string) => void
+  loginNotice: (caller: Pick<Caller, 'ip' | 'userAgent'>, account: User, sessionId: string) => void
   /** Resolves once every background notice started so far has finished. */
   settled: () => Promise<void>
 }
@@ -282,9 +283,9 @@ export default fp(async (fastify) => {
     .limit(50)
     .prepare('session_earlier_devices')
 
-  function loginNotice (request: FastifyRequest, account: User, sessionId: string) {
-    const userAgent = request.headers['user-agent']?.slice(0, 512) ?? null
-    const ip = request.ip
+  function loginNotice (caller: Pick<Caller, 'ip' | 'userAgent'>, account: User, sessionId: string) {
+    const { userAgent } = caller
+    const ip = caller.ip ?? '-'
     track((async () => {
       const device = describeDevice(userAgent ?? undefined)
       const earlier = await earlierDevices.execute({ userId: account.user_id, sessionId })
