@@ -4,7 +4,7 @@ import { Envelope, ListQuery, PaginationMeta, StrictObject, Uuid } from '../../.
 import { AppError } from '../../../schemas/errors.ts'
 import { MediaSchema } from '../../../schemas/media.ts'
 import { hasPermissions } from '../../../plugins/app/auth/authenticate.ts'
-import { mimeOfKey } from '../../../plugins/app/media/uploads.ts'
+import { mimeOfKey } from '../../../plugins/app/media/file-types.ts'
 import { isObjectKey } from '../../../plugins/app/media/storage/driver.ts'
 import { FILES_PATH } from '../../../plugins/app/media/storage.ts'
 import type { Media } from '../../../db/schema/index.ts'
