@@ -35,7 +35,7 @@ export default fp(async (fastify) => {
     fastify.decorate('reportError', () => {})
     return
   }
-  // Loaded only when configured: the SDK costs over a second of start-up and tens of MB of RSS.
+  // Loaded only when configured: the SDK is heavy to start and to keep (docs/performance.md).
   const Sentry = await import('@sentry/node')
   const client = Sentry.init({
     dsn: SENTRY_DSN,

@@ -11,12 +11,12 @@ import { checkInput } from '../../../schemas/boundary.ts'
 export const schemaCompilers = () => ({ buildSerializer: lazySerializers(SerializerSelector()), buildValidator: boundaryValidators(lazyValidators(ValidatorSelector())) })
 
 /**
- * Response serializers compiled on first use instead of at start-up: Fastify
- * otherwise compiles one per route and status code (about 150 routes x their
- * error statuses), which cost seconds of start-up and tens of MB of idle RSS
- * for code most instances never run. The first response of a kind pays a
- * few milliseconds once; test/foundation/compilers.test.ts compiles them all
- * eagerly, so a schema that cannot compile still fails the suite.
+ * Response serializers compiled on first use, not at start-up: Fastify
+ * otherwise compiles one per route and status code, most of which an
+ * instance never runs (start-up time and idle memory: docs/performance.md).
+ * The first response of a kind pays its compilation once;
+ * test/foundation/compilers.test.ts compiles them all eagerly, so a schema
+ * that cannot compile still fails the suite.
  */
 export function lazySerializers (build: SerializerFactory): SerializerFactory {
   return (externalSchemas, options) => {

@@ -6,8 +6,8 @@ type Levels = Record<string, number>
 
 /**
  * A request's logger, made on first use: Fastify makes one pino child per request
- * (with the request id), which costs a few microseconds and redaction set-up, while
- * at the default level most requests never log anything ("incoming request" and
+ * (with the request id, and its redaction set-up), while at the default level
+ * most requests never log anything ("incoming request" and
  * "request completed" are info). A call at a disabled level returns at once; the
  * first enabled call makes the real child, with the same bindings and options.
  * One small object per request: the methods live on the prototype.
