@@ -1,4 +1,4 @@
-import { getTableColumns, sql } from 'drizzle-orm'
+import { eq, getTableColumns, sql } from 'drizzle-orm'
 import { SerializerSelector } from '@fastify/fast-json-stringify-compiler'
 import { activityLog, type NewActivityLog } from '../../../db/schema/index.ts'
 import type { Database } from '../../../db/client.ts'
@@ -101,4 +101,12 @@ export async function insertActivityRows (db: Database, rows: readonly NewActivi
   let insert = preparedInserts.get(db)
   if (!insert) preparedInserts.set(db, insert = prepareActivityInsert(db))
   await insert.execute({ rows: serializeStorableRows(rows) })
+}
+
+/**
+ * Account deletion: the user's rows stay (the events happened) without the link to
+ * the deleted user. `db` may be a transaction, so the unlink commits with the deletion.
+ */
+export async function unlinkActor (db: Pick<Database, 'update'>, userId: string): Promise<void> {
+  await db.update(activityLog).set({ user_id: null }).where(eq(activityLog.user_id, userId))
 }
