@@ -78,6 +78,7 @@ export function serverOptions (config: AppConfig): FastifyHttpOptions<Server> {
     return503OnClosing: false,
     pluginTimeout: 60_000
   }
+}
 
 /** TRUST_PROXY: '' = trust nobody; a number = hop count; otherwise IPs/CIDRs. */
 export function parseTrustProxy (value: string): boolean | number | string[] {
