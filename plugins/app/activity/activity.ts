@@ -69,7 +69,6 @@ declare module 'fastify' {
   }
 }
 
-
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
 const levelOfStatus = (status: number): ActivityLevel => status >= 500 ? 'error' : status >= 400 ? 'warning' : 'info'

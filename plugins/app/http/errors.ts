@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import findMyWay from 'find-my-way'
 import { AppError, errorCodes, type ErrorCode } from '../../../schemas/errors.ts'
 import { catalogs, defaultLanguage, type Language } from '../../../i18n/index.ts'
@@ -140,13 +140,16 @@ function errorBody (error: AppError, id: string, message: string, debug = false)
 /** What the hooks add to every answer (SR-31), for the answers made outside them. */
 const outsideHooksHeaders = { ...securityHeaders(), 'cache-control': 'no-store' }
 
+/** What `frameworkErrors` reads of the request (a FastifyRequest fits). */
+interface RefusedRequest { id: unknown, log: FastifyBaseLogger, headers: IncomingHttpHeaders, protocol: string }
+
 /**
  * Fastify's `frameworkErrors`: the router's own failures (a URL that is not
  * valid percent-encoded UTF-8, a path parameter longer than `maxParamLength`),
  * answered before any hook or decorator runs, so the envelope, the request id
  * and the security headers are all set here.
  */
-export const frameworkErrors: NonNullable<FastifyServerOptions['frameworkErrors']> = (raw, request, reply) => {
+export function frameworkErrors (raw: FastifyError, request: RefusedRequest, reply: FastifyReply) {
   const error = raw.code === 'FST_ERR_MAX_PARAM_LENGTH'
     ? new AppError('VALIDATION_ERROR', { details: [{ field: 'params', message: 'is longer than any path parameter of the API' }] })
     : raw.code === 'FST_ERR_BAD_URL'
