@@ -45,10 +45,9 @@ export function securityHeaders (options: Readonly<HelmetOptions> = helmetOption
 
 /**
  * Security headers on every response (SR-31), errors and 404s included: the
- * static set above, from one callback-style onRequest hook. This replaces the
- * card's @fastify/helmet, a thin wrapper that runs helmet on every request
- * through two hooks of its own (even with `global: false`): 4-9% of the CPU of
- * an authenticated read in the bench's profile (docs/performance.md).
+ * static set above, computed once by helmet itself and set from one
+ * callback-style onRequest hook, so nothing runs helmet per request
+ * (docs/performance.md, "Deviations from the design card").
  */
 export default fp(async (fastify) => {
   const headers = securityHeaders()

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import multipart from '@fastify/multipart'
-import { largestUpload } from '../app/media/uploads.ts'
+import { largestUpload } from '../app/media/file-types.ts'
 
 /**
  * Not loaded globally: the routes that take files register it in their own

@@ -1,20 +1,9 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
 import type { Breadcrumb, ErrorEvent } from '@sentry/node'
-import { redactUrl } from '../app/http/redact.ts'
+import { REPORT_SECRETS, redactSecrets, redactUrl } from '../app/http/redact.ts'
 
-/** Keys whose values never leave the process in an error report (SR-33). */
-const SECRET_KEY = /pass(word)?|secret|token|otp|code|authorization|cookie|session|api[-_]?key|dsn/i
-
-export function scrub (value: unknown, depth = 0): unknown {
-  if (depth > 8 || value === null || typeof value !== 'object') return value
-  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1))
-  const out: Record<string, unknown> = {}
-  for (const [key, v] of Object.entries(value)) {
-    out[key] = SECRET_KEY.test(key) ? '[redacted]' : scrub(v, depth + 1)
-  }
-  return out
-}
+/** The value as it may leave the process in an error report (SR-33). */
+export const scrub = (value: unknown): unknown => redactSecrets(value, REPORT_SECRETS)
 
 /** An event as it may leave the process: no body, cookie or query string, secret headers and query values hidden. */
 export function scrubEvent<E extends ErrorEvent> (event: E): E {
@@ -36,6 +25,9 @@ export function scrubBreadcrumb (crumb: Breadcrumb): Breadcrumb {
   return { ...crumb, data: data ? scrub(data) as Record<string, unknown> : data, message: crumb.message && redactUrl(crumb.message) }
 }
 
+/** What an error report says about the request that failed (a FastifyRequest fits). */
+export interface ReportedRequest { id: unknown, method: string, url: string, routeOptions: { url?: string } }
+
 /** Error reports go to Sentry when SENTRY_DSN is set, with bodies, tokens, passwords and OTPs scrubbed. */
 export default fp(async (fastify) => {
   const { SENTRY_DSN, SENTRY_ENVIRONMENT, SENTRY_TRACES_SAMPLE_RATE, NODE_ENV } = fastify.config
@@ -43,7 +35,7 @@ export default fp(async (fastify) => {
     fastify.decorate('reportError', () => {})
     return
   }
-  // Loaded only when configured: the SDK costs over a second of start-up and tens of MB of RSS.
+  // Loaded only when configured: the SDK is heavy to start and to keep (docs/performance.md).
   const Sentry = await import('@sentry/node')
   const client = Sentry.init({
     dsn: SENTRY_DSN,
@@ -53,7 +45,7 @@ export default fp(async (fastify) => {
     beforeSend: scrubEvent,
     beforeBreadcrumb: scrubBreadcrumb
   })
-  fastify.decorate('reportError', (error: unknown, request?: FastifyRequest) => {
+  fastify.decorate('reportError', (error: unknown, request?: ReportedRequest) => {
     Sentry.withScope((scope) => {
       if (request) {
         scope.setTag('request_id', String(request.id))

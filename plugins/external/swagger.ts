@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { readFileSync } from 'node:fs'
 import { sharedSchemas } from '../../schemas/index.ts'
-import { apiDocsEnabled } from '../../config.ts'
+import { apiDocsEnabled, apiPrefix } from '../../config.ts'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string, version: string, description: string }
 
@@ -79,7 +79,7 @@ function isSingleValue (branch: unknown): boolean {
 export default fp(async (fastify) => {
   for (const schema of sharedSchemas) fastify.addSchema(schema)
   if (!apiDocsEnabled(fastify.config)) return
-  const tokenUrl = `/${fastify.config.MODE}/token`
+  const tokenUrl = `${apiPrefix(fastify.config)}/token`
   await fastify.register(swagger, {
     openapi: {
       openapi: '3.0.3',

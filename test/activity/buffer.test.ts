@@ -1,6 +1,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
-import { ActivityBuffer, timeOrderedId, type BufferOptions, type PendingRow } from '../../plugins/app/activity/activity.ts'
+import { ActivityBuffer, type BufferOptions, type PendingRow } from '../../plugins/app/activity/buffer.ts'
+import { timeOrderedId } from '../../plugins/app/activity/ids.ts'
 import type { NewActivityLog } from '../../db/schema/index.ts'
 
 /**

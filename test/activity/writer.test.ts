@@ -5,7 +5,7 @@ import { build, buildContext } from '../helpers/build.ts'
 import { createUser, defaultPassword } from '../helpers/users.ts'
 import { activityLog, user } from '../../db/schema/index.ts'
 import { openTestDatabase } from '../helpers/database.ts'
-import { insertActivityRows } from '../../plugins/app/activity/activity.ts'
+import { insertActivityRows } from '../../plugins/app/activity/writer.ts'
 
 /** The writer inside the app: rows survive a graceful stop, and what the buffer drops is counted. */
 const api = '/api/v1'

@@ -3,7 +3,7 @@ import { SerializerSelector, type SerializerFactory } from '@fastify/fast-json-s
 import ValidatorSelector, { type ValidatorFactory } from '@fastify/ajv-compiler'
 import { Type } from '@sinclair/typebox'
 import { build } from '../helpers/build.ts'
-import { lazySerializers, lazyValidators } from '../../app.ts'
+import { lazySerializers, lazyValidators } from '../../plugins/app/http/compilers.ts'
 import { DateTime, Nullable } from '../../schemas/envelope.ts'
 
 /** Factories that record what they compile, around Fastify's default ones. */

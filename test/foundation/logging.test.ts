@@ -3,7 +3,8 @@ import { Writable } from 'node:stream'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import { build } from '../helpers/build.ts'
-import { lazyChildLogger, redactPaths } from '../../app.ts'
+import { lazyChildLogger } from '../../plugins/app/http/lazy-logger.ts'
+import { redactPaths } from '../../plugins/app/http/redact.ts'
 
 function capture () {
   const lines: Array<Record<string, unknown>> = []

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Writable } from 'node:stream'
 import { build } from '../helpers/build.ts'
-import { redactPaths } from '../../app.ts'
+import { redactPaths } from '../../plugins/app/http/redact.ts'
 import { loadConfig } from '../../config.ts'
 import { banner, prettyTransport } from '../../startup.ts'
 

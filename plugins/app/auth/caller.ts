@@ -69,6 +69,7 @@ export function systemCaller (lang: Language = 'en'): Caller {
   return { actor: null, sessionId: null, ip: null, userAgent: null, lang, requestId: null, endpoint: null, method: null, auditRows: null, authFailure: null }
 }
 
+// Not named 'caller': fastify-plugin would read fn.caller, which throws on a strict-mode function.
 export default fp(async (fastify) => {
   fastify.decorateRequest(kCaller, undefined)
   fastify.decorateRequest('caller', {

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { sql, type SQL } from 'drizzle-orm'
 import { executeRows } from '../../../db/client.ts'
+import { PG_INVALID_PARAMETER_VALUE, pgError } from '../../../db/errors.ts'
 import { authTypes, userTypes } from '../../../db/schema/users.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { DashboardOverview, Distribution, GrowthPeriod, RecentSignIn, RoleStatistic, UserGrowth } from '../../../schemas/dashboard.ts'
@@ -194,10 +195,8 @@ const toOverview = (row: Row): DashboardOverview => Object.fromEntries(Object.en
 
 /** PostgreSQL may lack a zone that ICU knows (or the other way round): that is the caller's 400, not a 500. */
 function zoneError (error: unknown): boolean {
-  for (let e = error as { code?: string, message?: string, cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
-    if (e.code === '22023' && /time zone/i.test(e.message ?? '')) return true
-  }
-  return false
+  const pg = pgError(error)
+  return pg?.code === PG_INVALID_PARAMETER_VALUE && /time zone/i.test(pg.message ?? '')
 }
 
 export default fp(async (fastify) => {

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply } from 'fastify'
 
 /**
  * `reply.ok(data)` wraps a handler's result in the success envelope of API.md:
@@ -46,6 +46,6 @@ export default fp(async (fastify) => {
  * preValidation hook for routes whose body is optional (all its fields are):
  * a request without a body is validated as `{}` instead of failing "must be object".
  */
-export async function bodyOptional (request: FastifyRequest) {
+export async function bodyOptional (request: { body: unknown }) {
   request.body ??= {}
 }

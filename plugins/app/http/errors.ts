@@ -1,13 +1,15 @@
 import { randomUUID } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type IncomingHttpHeaders } from 'node:http'
 import type { Duplex } from 'node:stream'
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply } from 'fastify'
 import findMyWay from 'find-my-way'
 import { AppError, errorCodes, type ErrorCode } from '../../../schemas/errors.ts'
 import { catalogs, defaultLanguage, type Language } from '../../../i18n/index.ts'
 import { negotiateLanguage, translate } from './i18n.ts'
+import { pgError } from '../../../db/errors.ts'
 import { securityHeaders } from '../../external/helmet.ts'
+import type { ReportedRequest } from '../../external/sentry.ts'
 
 /**
  * One place turns every failure into the error envelope of API.md:
@@ -16,7 +18,7 @@ import { securityHeaders } from '../../external/helmet.ts'
 declare module 'fastify' {
   interface FastifyInstance {
     /** Reports an unexpected error (Sentry when configured). Set by plugins/external/sentry.ts. */
-    reportError: (error: unknown, request?: FastifyRequest) => void
+    reportError: (error: unknown, request?: ReportedRequest) => void
   }
 }
 
@@ -29,7 +31,7 @@ export function isDependencyDown (error: unknown): boolean {
   const code = String(e.code ?? e.errno ?? '')
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'NOT_READY'].includes(code)) return true
   // PostgreSQL classes 08 (connection), 53 (resources), 57P (operator intervention: shutdown)
-  if (/^(08|53|57P)/.test(code)) return true
+  if (/^(08|53|57P)/.test(pgError(e)?.code ?? '')) return true
   if (e.name === 'MaxRetriesPerRequestError') return true
   const message = String(e.message ?? '')
   if (/Connection is closed|enableOfflineQueue|Stream isn't writeable|connect ECONNREFUSED|PGlite is closed|Command timed out/i.test(message)) return true
@@ -138,13 +140,16 @@ function errorBody (error: AppError, id: string, message: string, debug = false)
 /** What the hooks add to every answer (SR-31), for the answers made outside them. */
 const outsideHooksHeaders = { ...securityHeaders(), 'cache-control': 'no-store' }
 
+/** What `frameworkErrors` reads of the request (a FastifyRequest fits). */
+interface RefusedRequest { id: unknown, log: FastifyBaseLogger, headers: IncomingHttpHeaders, protocol: string }
+
 /**
  * Fastify's `frameworkErrors`: the router's own failures (a URL that is not
  * valid percent-encoded UTF-8, a path parameter longer than `maxParamLength`),
  * answered before any hook or decorator runs, so the envelope, the request id
  * and the security headers are all set here.
  */
-export function frameworkErrors (raw: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+export function frameworkErrors (raw: FastifyError, request: RefusedRequest, reply: FastifyReply) {
   const error = raw.code === 'FST_ERR_MAX_PARAM_LENGTH'
     ? new AppError('VALIDATION_ERROR', { details: [{ field: 'params', message: 'is longer than any path parameter of the API' }] })
     : raw.code === 'FST_ERR_BAD_URL'
@@ -205,7 +210,7 @@ export default fp(async (fastify) => {
 
   const debug = fastify.config.DEBUG_MODE && fastify.config.NODE_ENV !== 'production'
 
-  function send (error: AppError, request: FastifyRequest, reply: FastifyReply) {
+  function send (error: AppError, request: { id: unknown, t: (key: string, params?: Record<string, string | number>) => string }, reply: FastifyReply) {
     if (error.retryAfter !== undefined) reply.header('Retry-After', String(Math.max(1, Math.ceil(error.retryAfter))))
     const body = errorBody(error, String(request.id), request.t(`errors.${error.code}`, error.params), debug)
     return reply.code(error.statusCode).type('application/json; charset=utf-8').send(body)

@@ -1,5 +1,4 @@
 import fp from 'fastify-plugin'
-import type { FastifyRequest } from 'fastify'
 import { catalogs, defaultLanguage, isSupportedLanguage, type Language } from '../../../i18n/index.ts'
 
 /**
@@ -41,7 +40,15 @@ export function translate (lang: Language, key: string, params?: Record<string, 
   return text.replace(/\{(\w+)\}/g, (whole, name: string) => (name in params ? String(params[name]) : whole))
 }
 
-function resolve (request: FastifyRequest): Language {
+/** What the language is read from (a FastifyRequest fits). */
+interface LanguageSource {
+  query: unknown
+  userLanguage?: string
+  headers: { 'accept-language'?: string }
+  [kLang]?: Language
+}
+
+function resolve (request: LanguageSource): Language {
   const query = request.query as Record<string, unknown> | undefined
   const fromQuery = typeof query?.lang === 'string' ? query.lang.toLowerCase() : undefined
   if (fromQuery && isSupportedLanguage(fromQuery)) return fromQuery
@@ -52,12 +59,12 @@ function resolve (request: FastifyRequest): Language {
 export default fp(async (fastify) => {
   fastify.decorateRequest(kLang, undefined)
   fastify.decorateRequest('lang', {
-    getter (this: FastifyRequest & { [kLang]?: Language }) {
+    getter (this: LanguageSource) {
       this[kLang] ??= resolve(this)
       return this[kLang]
     }
   })
-  fastify.decorateRequest('t', function (this: FastifyRequest, key: string, params?: Record<string, string | number>) {
+  fastify.decorateRequest('t', function (this: { lang: Language }, key: string, params?: Record<string, string | number>) {
     return translate(this.lang, key, params)
   })
   fastify.addHook('onSend', (request, reply, payload, done) => {

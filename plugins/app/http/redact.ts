@@ -1,7 +1,8 @@
 /**
- * The one place that decides which query-string values are secrets, so every
- * place that writes a URL somewhere (request logs, error reports) hides the
- * same ones (SR-15, SR-33). Not a plugin: autoload skips a module without one.
+ * The one place that decides what is a secret and hides it: query-string values
+ * in every URL written somewhere (request logs, error reports), keys and values
+ * of activity metadata, error reports and log lines (SR-15, SR-33, SR-38).
+ * Not a plugin: autoload skips a module without one.
  *
  * A credential in the query string is refused by the API (SR-17), but the
  * refused request is still logged; signed download links carry their
@@ -42,4 +43,40 @@ export function redactUrl (url: string | undefined): string | undefined {
   })
   if (!changed) return url
   return `${url.slice(0, q + 1)}${parts.join('&')}${hash === -1 ? '' : url.slice(hash)}`
+}
+
+/**
+ * Which object keys, and which string values, name a secret for one destination.
+ * `maxDepth` bounds the walk: objects nested deeper are kept as they are.
+ */
+export interface SecretRules { key: RegExp, value?: RegExp, maxDepth: number }
+
+/** Activity metadata (SR-38): keys ending in a secret's name, values shaped like a JWT. */
+export const METADATA_SECRETS: SecretRules = {
+  key: /(^|[_-])(password|passwd|passcode|otp|code|token|secret|authorization|cookie|api[_-]?key)$/i,
+  value: /^ey[A-Za-z0-9_-]{8,}\.ey[A-Za-z0-9_-]{8,}\./,
+  maxDepth: 4
+}
+
+/** Error reports (SR-33): any key mentioning a secret, session or DSN, headers included. */
+export const REPORT_SECRETS: SecretRules = {
+  key: /pass(word)?|secret|token|otp|code|authorization|cookie|session|api[-_]?key|dsn/i,
+  maxDepth: 8
+}
+
+/** Log lines (SR-15, SR-33): pino's paths, for the structured fields it redacts itself. */
+export const redactPaths = [
+  'req.headers.authorization', 'req.headers.cookie', 'req.headers["x-session-token"]',
+  'res.headers["set-cookie"]', '*.password', '*.current_password', '*.new_password', '*.otp',
+  '*.access_token', '*.refresh_token', '*.session_token', '*.token'
+]
+
+/** A copy of the value with every secret the rules name replaced by `[redacted]`, at any depth up to theirs. */
+export function redactSecrets (value: unknown, rules: SecretRules, depth = 0): unknown {
+  if (typeof value === 'string') return rules.value?.test(value) ? REDACTED : value
+  if (value === null || typeof value !== 'object' || depth > rules.maxDepth) return value
+  if (Array.isArray(value)) return value.map((v) => redactSecrets(v, rules, depth + 1))
+  const out: Record<string, unknown> = {}
+  for (const [key, v] of Object.entries(value)) out[key] = rules.key.test(key) ? REDACTED : redactSecrets(v, rules, depth + 1)
+  return out
 }

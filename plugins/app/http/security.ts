@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { apiPrefix } from '../../../config.ts'
 
 /**
  * Transport headers helmet does not decide (SR-31): HSTS only when the request
@@ -6,7 +7,7 @@ import fp from 'fastify-plugin'
  * `Cache-Control: no-store` on API answers, which are per-caller and often carry tokens.
  */
 export default fp(async (fastify) => {
-  const prefix = `/${fastify.config.MODE}/`
+  const prefix = `${apiPrefix(fastify.config)}/`
   fastify.addHook('onSend', (request, reply, payload, done) => {
     if (request.protocol === 'https') reply.header('Strict-Transport-Security', 'max-age=31536000; includeSubDomains')
     if (!reply.hasHeader('Cache-Control') && (request.url.startsWith(prefix) || reply.statusCode >= 400)) {

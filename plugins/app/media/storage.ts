@@ -49,6 +49,14 @@ declare module 'fastify' {
   interface FastifyInstance { storage: StorageService }
 }
 
+/**
+ * Where the API serves stored files: the route `GET FILES_PATH/:folder/:name` of
+ * routes/api/upload/ (its folder mounts it at UPLOAD_ROUTES, under the API prefix).
+ * Download URLs are built from the same two constants.
+ */
+export const UPLOAD_ROUTES = '/upload'
+export const FILES_PATH = '/files'
+
 const storageError = (error: unknown, operation: string) =>
   error instanceof AppError ? error : new AppError('STORAGE_ERROR', { details: { operation }, cause: error })
 
@@ -58,7 +66,7 @@ export default fp(async (fastify) => {
     ? await gcsDriver({ bucket: config.GOOGLE_STORAGE_BUCKET_NAME!, apiEndpoint: config.GCS_API_ENDPOINT, publicUrls: config.GCS_PUBLIC_URLS })
     : localDriver(path.join(config.DATA_DIR, 'uploads'))
   const ttlMs = config.STORAGE_SIGNED_URL_TTL_SECONDS * 1000
-  const filesPath = `${apiPrefix(config)}/upload/files`
+  const filesPath = `${apiPrefix(config)}${UPLOAD_ROUTES}${FILES_PATH}`
   const publicDirect = driver.name === 'gcs' && config.GCS_PUBLIC_URLS
 
   // A key of its own, so a download signature can never be confused with a token or OTP MAC.

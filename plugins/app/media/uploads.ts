@@ -6,79 +6,16 @@ import { media, user, type Media, type MediaPurpose } from '../../../db/schema/i
 import { AppError } from '../../../schemas/errors.ts'
 import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../../schemas/cursor.ts'
 import type { MediaView } from '../../../schemas/media.ts'
-import type { AppConfig } from '../../../config.ts'
 import type { Database } from '../../../db/client.ts'
+import { allowedTypes, categoryLimits, categoryOf, displayName, largestUpload, loadFileType, profilePictureInputTypes, readHead, SNIFF_BYTES, type FileCategory } from './file-types.ts'
 
-// Loaded with the first upload: an instance that never receives one skips its parsers.
-let fileType: Promise<typeof import('file-type')> | undefined
-const loadFileType = () => (fileType ??= import('file-type'))
-
-/**
+/*
  * Uploaded files: type from magic bytes against an allow-list, per-type size
  * limits, server-generated object names and one `media` row per file (SR-35,
  * SR-37). Bodies stream from the client (or the URL fetcher) through a meter and
  * a SHA-256 hash into the storage driver; only the first 64 KiB are held, to
  * detect the type. Nothing the client names a file decides its type or key.
  */
-export type FileCategory = 'image' | 'video' | 'pdf' | 'document'
-
-export const allowedTypes: Readonly<Record<string, { category: FileCategory, ext: string }>> = {
-  'image/jpeg': { category: 'image', ext: 'jpg' },
-  'image/png': { category: 'image', ext: 'png' },
-  'image/gif': { category: 'image', ext: 'gif' },
-  'image/webp': { category: 'image', ext: 'webp' },
-  'image/avif': { category: 'image', ext: 'avif' },
-  'image/heic': { category: 'image', ext: 'heic' },
-  'video/mp4': { category: 'video', ext: 'mp4' },
-  'video/webm': { category: 'video', ext: 'webm' },
-  'video/quicktime': { category: 'video', ext: 'mov' },
-  'application/pdf': { category: 'pdf', ext: 'pdf' },
-  'application/vnd.openxmlformats-officedocument.wordprocessingml.document': { category: 'document', ext: 'docx' },
-  'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet': { category: 'document', ext: 'xlsx' },
-  'application/vnd.openxmlformats-officedocument.presentationml.presentation': { category: 'document', ext: 'pptx' },
-  'application/vnd.oasis.opendocument.text': { category: 'document', ext: 'odt' },
-  'application/vnd.oasis.opendocument.spreadsheet': { category: 'document', ext: 'ods' },
-  'application/vnd.oasis.opendocument.presentation': { category: 'document', ext: 'odp' },
-  'application/rtf': { category: 'document', ext: 'rtf' }
-}
-
-/** What a profile picture may be sent as (sharp decodes all of them); it is stored as WebP. */
-export const profilePictureInputTypes = ['image/jpeg', 'image/png', 'image/gif', 'image/webp', 'image/avif']
-
-/** MIME type of a stored object, from the extension its server-made key carries. */
-export const mimeOfKey = (key: string): string => {
-  const ext = key.slice(key.lastIndexOf('.') + 1)
-  return Object.entries(allowedTypes).find(([, t]) => t.ext === ext)?.[0] ?? 'application/octet-stream'
-}
-
-export const categoryOf = (mime: string): FileCategory => allowedTypes[mime]?.category ?? 'document'
-
-export function categoryLimits (config: AppConfig): Record<FileCategory, number> {
-  return {
-    image: config.UPLOAD_MAX_BYTES_IMAGE,
-    video: config.UPLOAD_MAX_BYTES_VIDEO,
-    pdf: config.UPLOAD_MAX_BYTES_PDF,
-    document: config.UPLOAD_MAX_BYTES_DOCUMENT
-  }
-}
-
-/** The largest file any type may be: the multipart parser's and URL fetcher's cap. */
-export const largestUpload = (config: AppConfig) => Math.max(...Object.values(categoryLimits(config)))
-
-/** Enough for every allowed type, office documents (zip entries) included. */
-export const SNIFF_BYTES = 64 * 1024
-
-/**
- * A client's file name, for display only: no path, no control or bidirectional
- * override characters (which make "gpj.exe" look like "exe.jpg"), at most 255 characters.
- */
-export function displayName (raw: string | undefined): string | null {
-  if (!raw) return null
-  const base = raw.replace(/^.*[\\/]/, '')
-  // eslint-disable-next-line no-control-regex
-  const clean = base.normalize('NFC').replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g, '').trim()
-  return clean === '' ? null : [...clean].slice(0, 255).join('')
-}
 
 export interface IngestInput {
   source: Readable
@@ -153,19 +90,6 @@ function senderError (error: unknown, category: FileCategory | undefined, maxByt
   if (error instanceof AppError) return error
   if ((error as { code?: string })?.code === 'FST_REQ_FILE_TOO_LARGE') return tooLarge(category ?? 'document', maxBytes)
   return new AppError('BAD_REQUEST', { details: { reason: 'upload_interrupted' }, cause: error })
-}
-
-/** Pulls chunks until `bytes` are in or the stream ends. */
-async function readHead (iterator: AsyncIterator<Buffer>, bytes: number): Promise<{ head: Buffer, ended: boolean }> {
-  const chunks: Buffer[] = []
-  let length = 0
-  while (length < bytes) {
-    const next = await iterator.next()
-    if (next.done) return { head: Buffer.concat(chunks), ended: true }
-    chunks.push(next.value)
-    length += next.value.length
-  }
-  return { head: Buffer.concat(chunks), ended: false }
 }
 
 const pictureKeys = (mainKey: string) => [mainKey, mainKey.replace(/\.webp$/, '_thumb.webp')]

@@ -56,7 +56,7 @@ export interface Notifier {
   /** A security notice in the background; failures are logged, never thrown. */
   notice: (input: NoticeInput) => void
   /** After a login: a notice when it comes from a device the account has not used before. */
-  loginNotice: (caller: Caller, account: User, sessionId: string) => void
+  loginNotice: (caller: Pick<Caller, 'ip' | 'userAgent'>, account: User, sessionId: string) => void
   /** Resolves once every background notice started so far has finished. */
   settled: () => Promise<void>
 }
@@ -283,8 +283,8 @@ export default fp(async (fastify) => {
     .limit(50)
     .prepare('session_earlier_devices')
 
-  function loginNotice (caller: Caller, account: User, sessionId: string) {
-    const userAgent = caller.userAgent
+  function loginNotice (caller: Pick<Caller, 'ip' | 'userAgent'>, account: User, sessionId: string) {
+    const { userAgent } = caller
     const ip = caller.ip ?? '-'
     track((async () => {
       const device = describeDevice(userAgent ?? undefined)

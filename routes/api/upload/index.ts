@@ -4,8 +4,9 @@ import { Envelope, ListQuery, PaginationMeta, StrictObject, Uuid } from '../../.
 import { AppError } from '../../../schemas/errors.ts'
 import { MediaSchema } from '../../../schemas/media.ts'
 import { hasPermissions } from '../../../plugins/app/auth/authenticate.ts'
-import { mimeOfKey } from '../../../plugins/app/media/uploads.ts'
+import { mimeOfKey } from '../../../plugins/app/media/file-types.ts'
 import { isObjectKey } from '../../../plugins/app/media/storage/driver.ts'
+import { FILES_PATH } from '../../../plugins/app/media/storage.ts'
 import type { Media } from '../../../db/schema/index.ts'
 import multipartForms from '../../../plugins/external/multipart.ts'
 import { ref } from '../../../schemas/ref.ts'
@@ -146,7 +147,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
     return reply.ok({ file_id: row.media_id, deleted: true as const, object_was_missing: objectMissing }, { message: 'success.media_deleted' })
   })
 
-  fastify.get('/files/:folder/:name', {
+  fastify.get(`${FILES_PATH}/:folder/:name`, {
     config: { public: true },
     schema: {
       operationId: 'downloadFile',
