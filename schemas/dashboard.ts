@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { AppError } from './errors.ts'
-import { Nullable } from './envelope.ts'
+import { literals, Nullable } from './envelope.ts'
 import { ref } from './ref.ts'
 
 const Count = (description?: string) => Type.Integer({ minimum: 0, description })
@@ -36,7 +36,7 @@ export const growthPeriods = ['daily', 'weekly', 'monthly'] as const
 export type GrowthPeriod = typeof growthPeriods[number]
 
 export const UserGrowthSchema = Type.Object({
-  period: Type.Union(growthPeriods.map((p) => Type.Literal(p))),
+  period: literals(growthPeriods),
   days: Type.Integer(),
   tz: Type.String(),
   total_before: Count('Accounts created before the first bucket'),
