@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 import { Envelope, Uuid } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { UserSchema } from '../../../schemas/user.ts'
@@ -9,7 +9,7 @@ import {
 } from '../../../schemas/settings.ts'
 import { toPublicUser } from '../../../plugins/app/accounts/users.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
-import type { ProfileChanges, SettingField } from '../../../plugins/app/accounts/profiles.ts'
+import type { SettingField } from '../../../plugins/app/accounts/profiles.ts'
 import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['settings']
@@ -63,16 +63,16 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const user = await fastify.profiles.update(request, request.body as ProfileChanges)
+    const user = await fastify.profiles.update(request, request.body)
     return reply.ok(user, { message: 'success.profile_updated' })
   })
 
-  const setting = (url: string, operationId: string, field: SettingField, body: TSchema, summary: string) => {
+  const setting = <F extends SettingField>(url: string, operationId: string, field: F, body: TSchema & { static: Record<F, string> }, summary: string) => {
     fastify.post(url, {
       config: { permissions: ['edit_profile'] },
       schema: { operationId, tags, summary, body: ref(body), response: { 200: Envelope(ref(SettingsSchema)) } }
     }, async (request, reply) => {
-      const value = (request.body as Record<SettingField, string>)[field]
+      const value = request.body[field]
       return reply.ok(await fastify.profiles.setSetting(request, field, value), { message: 'success.settings_updated' })
     })
   }
@@ -94,7 +94,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.profiles.deactivate(request, (request.body as Static<typeof DeactivateAccountBody>).reason)
+    const result = await fastify.profiles.deactivate(request, request.body.reason)
     return reply.ok(result, { message: 'success.account_deactivated' })
   })
 
@@ -114,7 +114,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.profiles.remove(request, (request.body as Static<typeof DeleteAccountBody>).current_password)
+    const result = await fastify.profiles.remove(request, request.body.current_password)
     return reply.ok(result, { message: 'success.account_deleted' })
   })
 }
