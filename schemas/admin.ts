@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { ListQuery, literals, Nullable, OrNull, StrictObject } from './envelope.ts'
 import { authTypes, userStatuses, userTypes } from '../domain/enums.ts'
 import { languages } from '../i18n/index.ts'
@@ -133,3 +133,9 @@ export const adminSchemas = [
   PermissionSchema, PermissionCreateBody, PermissionUpdateBody, GroupSchema, GroupCreateBody, GroupUpdateBody,
   GroupPermissionsBody, MembershipSchema, UserGroupsBody, UserPermissionsSchema, UserStatusBody
 ]
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type PermissionView = Static<typeof PermissionSchema>
+export type GroupView = Static<typeof GroupSchema>
+export type MembershipView = Static<typeof MembershipSchema>
+export type UserPermissionsView = Static<typeof UserPermissionsSchema>

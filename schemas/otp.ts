@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { literals, StrictObject } from './envelope.ts'
 import { UserSchema } from './user.ts'
 import { languages } from '../i18n/index.ts'
@@ -135,3 +135,10 @@ export const otpSchemas = [
   SetPasswordBody, ChangePasswordBody, ForgetPasswordBody, PasswordChangedSchema, VerifyContactBody,
   AvailabilityBody, AvailabilitySchema, ChangeEmailBody, ChangePhoneBody, ContactChangeSchema
 ]
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type OtpSentView = Static<typeof OtpSentSchema>
+export type OtpVerifiedView = Static<typeof OtpVerifiedSchema>
+export type PasswordChangedView = Static<typeof PasswordChangedSchema>
+export type AvailabilityView = Static<typeof AvailabilitySchema>
+export type ContactChangeView = Static<typeof ContactChangeSchema>

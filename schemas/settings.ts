@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { literals, OrNull, StrictObject } from './envelope.ts'
 import { PublicProfileSchema, UserSchema } from './user.ts'
 import { UserNameInput } from './otp.ts'
@@ -84,3 +84,7 @@ export const settingsSchemas = [
   ProfileUpdateBody, ProfileAccessibilityBody, ProfileLanguageBody, ThemeBody, TimeZoneBody, SettingsSchema,
   ProfileViewSchema, DeactivateAccountBody, DeleteAccountBody, AccountClosedSchema
 ]
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type SettingsView = Static<typeof SettingsSchema>
+export type AccountClosedView = Static<typeof AccountClosedSchema>
