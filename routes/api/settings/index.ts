@@ -67,12 +67,12 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
     return reply.ok(user, { message: 'success.profile_updated' })
   })
 
-  const setting = <F extends SettingField>(url: string, operationId: string, field: F, body: TSchema & { static: Record<F, string> }, summary: string) => {
+  const setting = (url: string, operationId: string, field: SettingField, body: TSchema, summary: string) => {
     fastify.post(url, {
       config: { permissions: ['edit_profile'] },
       schema: { operationId, tags, summary, body: ref(body), response: { 200: Envelope(ref(SettingsSchema)) } }
     }, async (request, reply) => {
-      const value = request.body[field]
+      const value = (request.body as Record<SettingField, string>)[field]
       return reply.ok(await fastify.profiles.setSetting(request, field, value), { message: 'success.settings_updated' })
     })
   }
