@@ -1,8 +1,8 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { activityLevels } from '../db/schema/activity.ts'
-import { Nullable, StrictObject } from './envelope.ts'
+import { activityLevels } from '../domain/enums.ts'
+import { literals, Nullable, StrictObject } from './envelope.ts'
 
-const Level = Type.Union(activityLevels.map((l) => Type.Literal(l)))
+const Level = literals(activityLevels)
 
 /** One activity_log row as the API shows it. */
 export const ActivityLogEntrySchema = Type.Object({

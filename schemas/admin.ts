@@ -1,6 +1,6 @@
-import { Type, type TSchema } from '@sinclair/typebox'
-import { ListQuery, Nullable, StrictObject } from './envelope.ts'
-import { authTypes, userStatuses, userTypes } from '../db/schema/users.ts'
+import { Type, type Static } from '@sinclair/typebox'
+import { ListQuery, literals, Nullable, OrNull, StrictObject } from './envelope.ts'
+import { authTypes, userStatuses, userTypes } from '../domain/enums.ts'
 import { languages } from '../i18n/index.ts'
 
 /**
@@ -8,10 +8,6 @@ import { languages } from '../i18n/index.ts'
  * P/users). `is_system` is never accepted from a client: the bodies are strict,
  * so sending it is a 400.
  */
-// Null first: with coerceTypes on, a [string, null] union would turn a null into "" before the null branch is tried.
-const OrNull = <T extends TSchema>(schema: T) => Type.Union([Type.Null(), schema])
-const literals = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) =>
-  Type.Union(values.map((v) => Type.Literal(v)), options)
 
 const Codename = Type.String({ pattern: '^[a-z][a-z0-9_]{1,63}$', description: 'lower_snake_case, 2-64 characters, starts with a letter' })
 const Name = Type.String({ minLength: 1, maxLength: 100, pattern: '^[^\\u0000-\\u001f\\u007f]*$' })
@@ -137,3 +133,9 @@ export const adminSchemas = [
   PermissionSchema, PermissionCreateBody, PermissionUpdateBody, GroupSchema, GroupCreateBody, GroupUpdateBody,
   GroupPermissionsBody, MembershipSchema, UserGroupsBody, UserPermissionsSchema, UserStatusBody
 ]
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type PermissionView = Static<typeof PermissionSchema>
+export type GroupView = Static<typeof GroupSchema>
+export type MembershipView = Static<typeof MembershipSchema>
+export type UserPermissionsView = Static<typeof UserPermissionsSchema>

@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { Nullable, StrictObject } from './envelope.ts'
 import { UserSchema } from './user.ts'
 import { ref } from './ref.ts'
@@ -57,3 +57,8 @@ export const TokenInfoSchema = Type.Object({
 }, { $id: 'TokenInfo' })
 
 export const authSchemas = [TokenBundleSchema, SessionSchema, TokenInfoSchema, LoginBody, RefreshBody]
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type TokenBundleView = Static<typeof TokenBundleSchema>
+export type SessionView = Static<typeof SessionSchema>
+export type TokenInfoView = Static<typeof TokenInfoSchema>

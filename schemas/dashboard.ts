@@ -1,6 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { AppError } from './errors.ts'
-import { Nullable } from './envelope.ts'
+import { literals, Nullable } from './envelope.ts'
 import { ref } from './ref.ts'
 
 const Count = (description?: string) => Type.Integer({ minimum: 0, description })
@@ -36,7 +35,7 @@ export const growthPeriods = ['daily', 'weekly', 'monthly'] as const
 export type GrowthPeriod = typeof growthPeriods[number]
 
 export const UserGrowthSchema = Type.Object({
-  period: Type.Union(growthPeriods.map((p) => Type.Literal(p))),
+  period: literals(growthPeriods),
   days: Type.Integer(),
   tz: Type.String(),
   total_before: Count('Accounts created before the first bucket'),
@@ -91,19 +90,7 @@ export type UserGrowth = Static<typeof UserGrowthSchema>
 export type RoleStatistic = Static<typeof RoleStatisticSchema>
 export type RecentSignIn = Static<typeof RecentSignInSchema>
 
-export const TimeZoneParam = Type.String({ minLength: 1, maxLength: 64, default: 'UTC', description: 'IANA time zone name, e.g. Europe/Paris' })
-
-// Names only: numeric offsets ('+05:00', 'UTC+5') mean the opposite sign to PostgreSQL (POSIX rules).
-const ZONE_NAME = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z][A-Za-z0-9_+-]*)*$/
-
-/** The canonical spelling of an IANA time zone, or a 400 naming the parameter. */
-export function resolveTimeZone (value: string, field = 'querystring/tz'): string {
-  if (ZONE_NAME.test(value) && !/^(UTC|GMT)[+-]/i.test(value)) {
-    try {
-      return new Intl.DateTimeFormat('en', { timeZone: value }).resolvedOptions().timeZone
-    } catch { /* answered below */ }
-  }
-  throw new AppError('VALIDATION_ERROR', { details: [{ field, message: 'must be an IANA time zone name, e.g. Europe/Paris' }] })
-}
+// The time-zone parameter and check are shared with the activity statistics.
+export { resolveTimeZone, TimeZoneParam } from './time-zone.ts'
 
 export const dashboardSchemas = [DashboardOverviewSchema, DistributionSchema, UserGrowthSchema, RoleStatisticSchema, RecentSignInSchema, DashboardStatisticsSchema, DashboardMeta]

@@ -5,6 +5,16 @@ import { errorCodes } from './errors.ts'
 export const StrictObject = <T extends TProperties>(properties: T, options: Parameters<typeof Type.Object>[1] = {}) =>
   Type.Object(properties, { additionalProperties: false, ...options })
 
+/** One of a list of strings (the lists of domain/enums.ts, say), as a union of literals. */
+export const literals = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) =>
+  Type.Union(values.map((v) => Type.Literal(v)), options)
+
+/**
+ * `T` or null, in request bodies. Null first: with coerceTypes on, a
+ * [string, null] union would turn a null into "" before the null branch is tried.
+ */
+export const OrNull = <T extends TSchema>(schema: T) => Type.Union([Type.Null(), schema])
+
 export const Uuid = (description?: string) => Type.String({ format: 'uuid', description })
 export const DateTime = (description?: string) => Type.String({ format: 'date-time', description })
 

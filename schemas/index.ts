@@ -9,8 +9,10 @@ import { settingsSchemas } from './settings.ts'
 import { adminSchemas } from './admin.ts'
 
 /**
- * Schemas with an `$id`, registered once with addSchema: routes reference them
- * with Type.Ref, and OpenAPI shows them as named components. Order matters:
- * a schema is added after the ones it references.
+ * Schemas with an `$id`, added once by the schemas plugin
+ * (plugins/app/http/schemas.ts): routes reference them with `ref(Schema)`
+ * (schemas/ref.ts), and OpenAPI shows them as named components, in this order.
+ * Any order is valid: references are resolved when routes compile
+ * (test/foundation/openapi.test.ts registers the list shuffled).
  */
 export const sharedSchemas = [...envelopeSchemas, UserSchema, PublicProfileSchema, ...authSchemas, ...otpSchemas, ...mediaSchemas, ...activitySchemas, ...dashboardSchemas, ...settingsSchemas, ...adminSchemas]

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
-import { Nullable } from './envelope.ts'
+import { literals, Nullable } from './envelope.ts'
+import { mediaPurposes } from '../domain/enums.ts'
 
 /** An uploaded file as its owner (or an admin) sees it. The object key never leaves the server. */
 export const MediaSchema = Type.Object({
@@ -11,7 +12,7 @@ export const MediaSchema = Type.Object({
   category: Type.Union([Type.Literal('image'), Type.Literal('video'), Type.Literal('pdf'), Type.Literal('document')]),
   size_bytes: Type.Integer(),
   checksum_sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
-  purpose: Type.Union([Type.Literal('media'), Type.Literal('profile_picture')]),
+  purpose: literals(mediaPurposes),
   storage_driver: Type.String(),
   url: Type.String({ description: 'Where to download the file; signed URLs stop working at url_expires_at' }),
   url_expires_at: Nullable(Type.String({ format: 'date-time' })),

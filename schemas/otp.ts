@@ -1,5 +1,5 @@
-import { Type } from '@sinclair/typebox'
-import { StrictObject } from './envelope.ts'
+import { Type, type Static } from '@sinclair/typebox'
+import { literals, StrictObject } from './envelope.ts'
 import { UserSchema } from './user.ts'
 import { languages } from '../i18n/index.ts'
 import { ref } from './ref.ts'
@@ -10,8 +10,6 @@ import { ref } from './ref.ts'
  * handlers (libphonenumber-js); a number that is not a valid international
  * number is a 400 INVALID_PHONE.
  */
-const literals = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) =>
-  Type.Union(values.map((v) => Type.Literal(v)), options)
 
 export const EmailInput = Type.String({ format: 'email', minLength: 3, maxLength: 254, description: 'An email address (compared case-insensitively)' })
 export const PhoneInput = Type.String({ minLength: 6, maxLength: 32, pattern: '^\\+?[0-9 ().-]+$', description: 'A phone number with its country code, e.g. +14155550123' })
@@ -137,3 +135,10 @@ export const otpSchemas = [
   SetPasswordBody, ChangePasswordBody, ForgetPasswordBody, PasswordChangedSchema, VerifyContactBody,
   AvailabilityBody, AvailabilitySchema, ChangeEmailBody, ChangePhoneBody, ContactChangeSchema
 ]
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type OtpSentView = Static<typeof OtpSentSchema>
+export type OtpVerifiedView = Static<typeof OtpVerifiedSchema>
+export type PasswordChangedView = Static<typeof PasswordChangedSchema>
+export type AvailabilityView = Static<typeof AvailabilitySchema>
+export type ContactChangeView = Static<typeof ContactChangeSchema>

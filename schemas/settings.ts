@@ -1,9 +1,9 @@
-import { Type, type TSchema } from '@sinclair/typebox'
-import { StrictObject } from './envelope.ts'
+import { Type, type Static } from '@sinclair/typebox'
+import { literals, OrNull, StrictObject } from './envelope.ts'
 import { PublicProfileSchema, UserSchema } from './user.ts'
 import { UserNameInput } from './otp.ts'
 import { languages } from '../i18n/index.ts'
-import { profileAccessibilities, themes } from '../db/schema/users.ts'
+import { profileAccessibilities, themes } from '../domain/enums.ts'
 import { ref } from './ref.ts'
 
 /**
@@ -13,10 +13,6 @@ import { ref } from './ref.ts'
  * nothing of the request is written. Email and phone have their own two-step
  * routes (change-email, change-phone); the password has change-password.
  */
-// Null first: with coerceTypes on, a [string, null] union would turn a null into "" before the null branch is tried.
-const OrNull = <T extends TSchema>(schema: T) => Type.Union([Type.Null(), schema])
-const literals = <T extends string>(values: readonly T[], options: Record<string, unknown> = {}) =>
-  Type.Union(values.map((v) => Type.Literal(v)), options)
 
 // No control characters in one-line fields (they break logs, e-mails and UIs).
 const Line = (max: number, description: string) => Type.String({ minLength: 1, maxLength: max, pattern: '^[^\\u0000-\\u001f\\u007f]*$', description })
@@ -88,3 +84,7 @@ export const settingsSchemas = [
   ProfileUpdateBody, ProfileAccessibilityBody, ProfileLanguageBody, ThemeBody, TimeZoneBody, SettingsSchema,
   ProfileViewSchema, DeactivateAccountBody, DeleteAccountBody, AccountClosedSchema
 ]
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type SettingsView = Static<typeof SettingsSchema>
+export type AccountClosedView = Static<typeof AccountClosedSchema>

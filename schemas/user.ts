@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { Nullable } from './envelope.ts'
 
 /**
@@ -45,3 +45,7 @@ export const PublicProfileSchema = Type.Object({
   profile_picture_url: Nullable(Type.String()),
   profile_accessibility: Type.String()
 }, { $id: 'PublicProfile', description: 'The public part of a profile' })
+
+/** What services return for these answers: the response schemas' own types, never restated by hand. */
+export type UserView = Static<typeof UserSchema>
+export type PublicProfileView = Static<typeof PublicProfileSchema>

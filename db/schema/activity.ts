@@ -1,9 +1,11 @@
 import { check, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { inList } from './checks.ts'
 import { user } from './users.ts'
+import { activityLevels } from '../../domain/enums.ts'
 
-export const activityLevels = ['debug', 'info', 'warning', 'error', 'critical'] as const
-export type ActivityLevel = typeof activityLevels[number]
+// The value list is defined in domain/enums.ts (schemas/ states it too); re-exported with its table.
+export { activityLevels }
+export type { ActivityLevel } from '../../domain/enums.ts'
 
 /**
  * The audit trail (SR-38). Rows outlive their actor: deleting a user keeps the

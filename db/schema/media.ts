@@ -2,9 +2,11 @@ import { sql } from 'drizzle-orm'
 import { bigint, check, index, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { inList } from './checks.ts'
 import { user } from './users.ts'
+import { mediaPurposes } from '../../domain/enums.ts'
 
-export const mediaPurposes = ['media', 'profile_picture'] as const
-export type MediaPurpose = typeof mediaPurposes[number]
+// The value list is defined in domain/enums.ts (schemas/ states it too); re-exported with its table.
+export { mediaPurposes }
+export type { MediaPurpose } from '../../domain/enums.ts'
 
 /** Uploaded files. The object key is server-generated (SR-37), unique across drivers. */
 export const media = pgTable('media', {

@@ -2,9 +2,11 @@ import { sql } from 'drizzle-orm'
 import { bigint, check, index, integer, pgTable, smallint, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { inList } from './checks.ts'
 import { user } from './users.ts'
+import { authMethods } from '../../domain/enums.ts'
 
-export const authMethods = ['password', 'otp', 'oauth_password'] as const
-export type AuthMethod = typeof authMethods[number]
+// The value list is defined in domain/enums.ts (schemas/ states it too); re-exported with its table.
+export { authMethods }
+export type { AuthMethod } from '../../domain/enums.ts'
 
 const timestamptz = (name: string) => timestamp(name, { withTimezone: true })
 

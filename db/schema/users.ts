@@ -1,18 +1,11 @@
 import { sql } from 'drizzle-orm'
 import { boolean, check, date, index, integer, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 import { inList } from './checks.ts'
+import { authTypes, profileAccessibilities, themes, userStatuses, userTypes } from '../../domain/enums.ts'
 
-export const authTypes = ['email', 'phone', 'user_name'] as const
-export const userTypes = ['user', 'admin', 'super_admin', 'developer', 'business', 'accountant'] as const
-export const userStatuses = ['active', 'inactive', 'deleted'] as const
-export const themes = ['light', 'dark', 'system'] as const
-export const profileAccessibilities = ['public', 'private'] as const
-
-export type AuthType = typeof authTypes[number]
-export type UserType = typeof userTypes[number]
-export type UserStatus = typeof userStatuses[number]
-export type Theme = typeof themes[number]
-export type ProfileAccessibility = typeof profileAccessibilities[number]
+// The value lists are defined in domain/enums.ts (schemas/ states them too); re-exported with their table.
+export { authTypes, profileAccessibilities, themes, userStatuses, userTypes }
+export type { AuthType, ProfileAccessibility, Theme, UserStatus, UserType } from '../../domain/enums.ts'
 
 const timestamptz = (name: string) => timestamp(name, { withTimezone: true })
 

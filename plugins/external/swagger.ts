@@ -2,7 +2,6 @@ import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { readFileSync } from 'node:fs'
-import { sharedSchemas } from '../../schemas/index.ts'
 import { apiDocsEnabled, apiPrefix } from '../../config.ts'
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { name: string, version: string, description: string }
@@ -71,13 +70,15 @@ function isSingleValue (branch: unknown): boolean {
 
 /**
  * OpenAPI 3 generated from the route schemas; Swagger UI at /api-docs, JSON at
- * /api-docs/json. Shared schemas carry `$id`s, which become component names.
+ * /api-docs/json. Shared schemas carry `$id`s, which become component names;
+ * the schemas plugin (plugins/app/http/schemas.ts) adds them, and
+ * @fastify/swagger reads them when the app is ready, so this plugin, loaded
+ * before plugins/app, needs no dependency on it.
  * The server entry is relative so "Try it out" stays on the page's origin.
  * Off by default in production (API_DOCS_ENABLED): the document maps every
  * route and permission for whoever asks; then /api-docs is a plain 404.
  */
 export default fp(async (fastify) => {
-  for (const schema of sharedSchemas) fastify.addSchema(schema)
   if (!apiDocsEnabled(fastify.config)) return
   const tokenUrl = `${apiPrefix(fastify.config)}/token`
   await fastify.register(swagger, {

@@ -1,8 +1,16 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
+import Fastify from 'fastify'
+import type { TSchema } from '@sinclair/typebox'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import { build } from '../helpers/build.ts'
 import { errorCodes } from '../../schemas/errors.ts'
+import { sharedSchemas } from '../../schemas/index.ts'
+import { TokenBundleSchema } from '../../schemas/auth.ts'
+import { UserSchema } from '../../schemas/user.ts'
+import { ref } from '../../schemas/ref.ts'
+import { addSharedSchemas } from '../../plugins/app/http/schemas.ts'
+import docs from '../../plugins/external/swagger.ts'
 
 t.test('/api-docs/json is a valid OpenAPI 3 document with named components', async (t) => {
   const app = await build(t)
@@ -114,4 +122,102 @@ t.test('openapi.json (from which the client is generated) is the document the ap
   const app = await build(t)
   const committed = JSON.parse(readFileSync(new URL('../../openapi.json', import.meta.url), 'utf8'))
   t.same(committed, JSON.parse(JSON.stringify(app.swagger())), 'run `npm run client:generate` after changing a route')
+})
+
+/** The list in a shuffled order, the same for the same seed. */
+function shuffled<T> (list: readonly T[], seed: number): T[] {
+  const out = [...list]
+  let state = seed
+  const next = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1))
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}
+
+/**
+ * A bare instance with the docs plugin and the shared schemas added in the
+ * given order, and one route per shared schema taking it as its body and
+ * answering it. Fastify's default compilers compile every validator and
+ * serializer at ready, so an unresolved reference fails here.
+ */
+async function withSchemasIn (order: readonly TSchema[]) {
+  const app = Fastify({ ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } } })
+  app.decorate('config', { MODE: 'api/v1', NODE_ENV: 'test' } as never)
+  await app.register(docs)
+  addSharedSchemas(app, order)
+  for (const schema of sharedSchemas) {
+    app.post(`/echo/${String(schema.$id)}`, { schema: { body: ref(schema), response: { 200: ref(schema) } } }, async (request) => request.body)
+  }
+  await app.ready()
+  return app
+}
+
+const account = {
+  user_id: '00000000-0000-4000-8000-000000000001',
+  email: 'ada@example.com',
+  phone_number: null,
+  user_name: 'ada',
+  first_name: 'Ada',
+  last_name: null,
+  bio: null,
+  country: 'GB',
+  gender: null,
+  dob: null,
+  language: 'en',
+  theme: 'system',
+  timezone: 'UTC',
+  profile_accessibility: 'public',
+  profile_picture_url: null,
+  auth_type: 'email',
+  user_type: 'user',
+  is_email_verified: true,
+  is_phone_verified: false,
+  is_active: true,
+  status: 'active',
+  has_password: true,
+  last_login: null,
+  created_at: '2026-01-01T00:00:00.000Z',
+  last_updated: '2026-01-01T00:00:00.000Z'
+}
+
+t.test('shared schemas may be added in any order: same validation, serialization and document (SR-29)', async (t) => {
+  const orders: Array<[string, readonly TSchema[]]> = [
+    ['as listed', sharedSchemas],
+    ['reversed', [...sharedSchemas].reverse()],
+    ...[1, 2, 3].map((seed): [string, TSchema[]] => [`shuffled (seed ${seed})`, shuffled(sharedSchemas, seed)])
+  ]
+  t.not(orders[2][1].map((s) => s.$id).join(), orders[0][1].map((s) => s.$id).join(), 'a shuffle changes the order')
+  let reference: { components: unknown, paths: unknown } | undefined
+  for (const [name, order] of orders) {
+    await t.test(name, async (t) => {
+      const app = await withSchemasIn(order)
+      t.teardown(() => app.close())
+
+      // ContactChange refers to OtpSent and User; a nested reference validates the body...
+      const changed = await app.inject({ method: 'POST', url: '/echo/ContactChange', payload: { status: 'changed', user: { ...account, password: '$argon2id$secret' } } })
+      t.equal(changed.statusCode, 200, 'a valid body through two references')
+      // ...and the referenced response schema is the allow-list of what leaves.
+      t.same(changed.json(), { status: 'changed', user: account }, 'the nested User is serialized by its own schema: no password')
+      const { user_id: _missing, ...incomplete } = account
+      t.equal((await app.inject({ method: 'POST', url: '/echo/ContactChange', payload: { status: 'changed', user: incomplete } })).statusCode, 400, 'an invalid referenced part is refused')
+      const signup = { email: 'ada@example.com', otp: '123456', password: 'correct horse' }
+      t.equal((await app.inject({ method: 'POST', url: '/echo/SignupRequest', payload: signup })).statusCode, 200, 'a valid shared body')
+      t.equal((await app.inject({ method: 'POST', url: '/echo/SignupRequest', payload: { ...signup, is_admin: true } })).statusCode, 400, 'unknown fields of a shared body are refused')
+
+      const doc = app.swagger() as unknown as { components: { schemas: Record<string, unknown> }, paths: unknown }
+      t.same(Object.keys(doc.components.schemas).sort(), sharedSchemas.map((s) => String(s.$id)).sort(), 'every shared schema is a component')
+      const contents = { components: doc.components, paths: doc.paths }
+      if (reference === undefined) reference = contents
+      else t.same(contents, reference, 'the document holds the same components and operations')
+    })
+  }
+})
+
+t.test('a shared schema that refers to one not shared fails the start', async (t) => {
+  const [missing, complete] = [Fastify(), Fastify()]
+  t.teardown(() => Promise.all([missing.close(), complete.close()]))
+  t.throws(() => addSharedSchemas(missing, [TokenBundleSchema]), /shared schema TokenBundle refers to User/)
+  t.doesNotThrow(() => addSharedSchemas(complete, [TokenBundleSchema, UserSchema]), 'with the schema it refers to, it starts')
 })

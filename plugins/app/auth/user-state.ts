@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
-import { eq, inArray, sql } from 'drizzle-orm'
-import { session, user } from '../../../db/schema/index.ts'
+import { eq } from 'drizzle-orm'
+import { session } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { VerifiedToken } from './tokens.ts'
 

@@ -124,7 +124,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }, async (request, reply) => {
     const auth = request.auth!
-    const body = request.body as Static<typeof ClientActivityEventSchema>
+    const body = request.body
     if (body.metadata && Buffer.byteLength(JSON.stringify(body.metadata)) > CLIENT_METADATA_MAX_BYTES) {
       throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/metadata', message: `must be at most ${CLIENT_METADATA_MAX_BYTES} bytes as JSON` }] })
     }

@@ -25,7 +25,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
-    const { identifier, email, phone_number: phone, user_name: userName, password } = request.body as typeof LoginBody.static
+    const { identifier, email, phone_number: phone, user_name: userName, password } = request.body
     const id = identifier ?? email ?? phone ?? userName
     if (!id) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/identifier', message: 'identifier (or email, phone_number, user_name) is required' }] })
     const bundle = await fastify.login.withPassword(request.caller, id, password, 'password')
@@ -43,7 +43,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
-    const { refresh_token: token } = request.body as typeof RefreshBody.static
+    const { refresh_token: token } = request.body
     try {
       const { bundle, userId, sessionId, reused } = await fastify.sessions.refresh(token, { ip: request.ip })
       await fastify.audit(request.caller, { action: 'token_refresh', userId, targetUserId: userId, sessionId, metadata: { within_grace: reused } })

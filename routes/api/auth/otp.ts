@@ -1,5 +1,4 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { TokenBundleSchema } from '../../../schemas/auth.ts'
@@ -33,7 +32,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(OtpSentSchema)) }
     }
   }, async (request, reply) => {
-    const sent = await fastify.credentials.sendCode(request.caller, request.body as Static<typeof SendOtpBody>)
+    const sent = await fastify.credentials.sendCode(request.caller, request.body)
     return reply.ok(sent, { message: 'success.otp_sent' })
   })
 
@@ -49,7 +48,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(OtpVerifiedSchema)) }
     }
   }, async (request, reply) => {
-    const body = request.body as Static<typeof VerifyOtpBody>
+    const body = request.body
     const ticket = await fastify.credentials.verifyCode(request.caller, body)
     return reply.ok({ ...ticket, purpose: body.purpose }, { message: 'success.otp_verified' })
   })
@@ -65,7 +64,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
-    const bundle = await fastify.credentials.loginWithOtp(request.caller, request.body as Static<typeof LoginWithOtpBody>)
+    const bundle = await fastify.credentials.loginWithOtp(request.caller, request.body)
     return reply.ok(bundle, { message: 'success.login' })
   })
 
@@ -79,7 +78,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const account = await fastify.credentials.verifyContact(request.caller, request.body as Static<typeof VerifyContactBody>)
+    const account = await fastify.credentials.verifyContact(request.caller, request.body)
     return reply.ok(account, { message: 'success.contact_verified' })
   })
 
@@ -94,7 +93,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(AvailabilitySchema)) }
     }
   }, async (request, reply) => {
-    const body = request.body as Static<typeof AvailabilityBody>
+    const body = request.body
     // The tight budget lives in the shared store and fails closed, so no instance or outage widens it.
     await fastify.throttle.limit('availability', request.ip, config.AVAILABILITY_RATE_LIMIT_PER_IP, 60_000)
     const query = {

@@ -1,5 +1,4 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { UserSchema } from '../../../schemas/user.ts'
 import { ChangePasswordBody, ForgetPasswordBody, PasswordChangedSchema, SetPasswordBody } from '../../../schemas/otp.ts'
@@ -22,7 +21,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const account = await fastify.credentials.setPassword(request.caller, (request.body as Static<typeof SetPasswordBody>).password)
+    const account = await fastify.credentials.setPassword(request.caller, request.body.password)
     return reply.ok(account, { message: 'success.password_set' })
   })
 
@@ -36,7 +35,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(PasswordChangedSchema)) }
     }
   }, async (request, reply) => {
-    const body = request.body as Static<typeof ChangePasswordBody>
+    const body = request.body
     const result = await fastify.credentials.changePassword(request.caller, body.current_password, body.new_password)
     return reply.ok(result, { message: 'success.password_changed' })
   })
@@ -52,7 +51,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(PasswordChangedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.credentials.resetPassword(request.caller, request.body as Static<typeof ForgetPasswordBody>)
+    const result = await fastify.credentials.resetPassword(request.caller, request.body)
     return reply.ok(result, { message: 'success.password_reset' })
   })
 }

@@ -1,5 +1,4 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { TokenBundleSchema } from '../../../schemas/auth.ts'
 import { SignupBody } from '../../../schemas/otp.ts'
@@ -20,7 +19,7 @@ const signup: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: Envelope(ref(TokenBundleSchema)) }
     }
   }, async (request, reply) => {
-    const bundle = await fastify.credentials.signUp(request.caller, request.body as Static<typeof SignupBody>)
+    const bundle = await fastify.credentials.signUp(request.caller, request.body)
     return reply.ok(bundle, { message: 'success.signup', status: 201 })
   })
 }

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
 import { GroupCreateBody, GroupListQuery, GroupPermissionsBody, GroupSchema, GroupUpdateBody } from '../../../schemas/admin.ts'
 import { ref } from '../../../schemas/ref.ts'
@@ -35,7 +35,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
-    const created = await fastify.groupService.create(request.caller, request.body as Static<typeof GroupCreateBody>)
+    const created = await fastify.groupService.create(request.caller, request.body)
     return reply.ok(created, { message: 'success.group_created', status: 201 })
   })
 
@@ -58,7 +58,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
-    const updated = await fastify.groupService.update(request.caller, request.params.group_id, request.body as Static<typeof GroupUpdateBody>)
+    const updated = await fastify.groupService.update(request.caller, request.params.group_id, request.body)
     return reply.ok(updated, { message: 'success.group_updated' })
   })
 
@@ -89,7 +89,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(GroupSchema)) }
     }
   }, async (request, reply) => {
-    const { permissions } = request.body as Static<typeof GroupPermissionsBody>
+    const { permissions } = request.body
     const updated = await fastify.groupService.setPermissions(request.caller, request.params.group_id, permissions)
     return reply.ok(updated, { message: 'success.group_permissions_updated' })
   })

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
 import { PermissionCreateBody, PermissionListQuery, PermissionSchema, PermissionUpdateBody } from '../../../schemas/admin.ts'
 import { ref } from '../../../schemas/ref.ts'
@@ -34,7 +34,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 201: Envelope(ref(PermissionSchema)) }
     }
   }, async (request, reply) => {
-    const created = await fastify.permissionService.create(request.caller, request.body as Static<typeof PermissionCreateBody>)
+    const created = await fastify.permissionService.create(request.caller, request.body)
     return reply.ok(created, { message: 'success.permission_created', status: 201 })
   })
 
@@ -54,7 +54,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(PermissionSchema)) }
     }
   }, async (request, reply) => {
-    const updated = await fastify.permissionService.update(request.caller, request.params.permission_id, request.body as Static<typeof PermissionUpdateBody>)
+    const updated = await fastify.permissionService.update(request.caller, request.params.permission_id, request.body)
     return reply.ok(updated, { message: 'success.permission_updated' })
   })
 

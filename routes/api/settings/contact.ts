@@ -1,5 +1,4 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Static } from '@sinclair/typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { ChangeEmailBody, ChangePhoneBody, ContactChangeSchema } from '../../../schemas/otp.ts'
 import { ref } from '../../../schemas/ref.ts'
@@ -24,7 +23,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(ContactChangeSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.credentials.changeEmail(request.caller, request.body as Static<typeof ChangeEmailBody>)
+    const result = await fastify.credentials.changeEmail(request.caller, request.body)
     return reply.ok(result, { message: result.status === 'changed' ? 'success.email_changed' : 'success.change_otp_sent' })
   })
 
@@ -39,7 +38,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(ContactChangeSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.credentials.changePhone(request.caller, request.body as Static<typeof ChangePhoneBody>)
+    const result = await fastify.credentials.changePhone(request.caller, request.body)
     return reply.ok(result, { message: result.status === 'changed' ? 'success.phone_changed' : 'success.change_otp_sent' })
   })
 }

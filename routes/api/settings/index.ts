@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 import { Envelope, Uuid } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { UserSchema } from '../../../schemas/user.ts'
@@ -10,7 +10,7 @@ import {
 import { toPublicUser } from '../../../plugins/app/accounts/users.ts'
 import { currentProfileSnapshot } from '../../../plugins/app/auth/tokens.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
-import type { ProfileChanges, SettingField } from '../../../plugins/app/accounts/profiles.ts'
+import type { SettingField } from '../../../plugins/app/accounts/profiles.ts'
 import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['settings']
@@ -63,7 +63,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const user = await fastify.profiles.update(request.caller, request.body as ProfileChanges)
+    const user = await fastify.profiles.update(request.caller, request.body)
     // A new language already applies to this answer.
     request.userLanguage = user.language
     return reply.ok(user, { message: 'success.profile_updated' })
@@ -99,7 +99,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.profiles.deactivate(request.caller, (request.body as Static<typeof DeactivateAccountBody>).reason)
+    const result = await fastify.profiles.deactivate(request.caller, request.body.reason)
     return reply.ok(result, { message: 'success.account_deactivated' })
   })
 
@@ -119,7 +119,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(AccountClosedSchema)) }
     }
   }, async (request, reply) => {
-    const result = await fastify.profiles.remove(request.caller, (request.body as Static<typeof DeleteAccountBody>).current_password)
+    const result = await fastify.profiles.remove(request.caller, request.body.current_password)
     return reply.ok(result, { message: 'success.account_deleted' })
   })
 }

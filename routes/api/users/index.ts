@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { Type, type Static } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
 import { Envelope, PaginationMeta, Uuid } from '../../../schemas/envelope.ts'
 import { MembershipSchema, UserGroupsBody, UserListQuery, UserPermissionsSchema, UserStatusBody } from '../../../schemas/admin.ts'
 import { UserSchema } from '../../../schemas/user.ts'
@@ -57,7 +57,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: memberships }
     }
   }, async (request, reply) => {
-    const body = request.body as Static<typeof UserGroupsBody>
+    const body = request.body
     const result = await fastify.memberships.change(request.caller, request.params.user_id, body.groups, body.action ?? 'set')
     return reply.ok(result, { message: 'success.user_groups_updated' })
   })
@@ -81,7 +81,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(UserSchema)) }
     }
   }, async (request, reply) => {
-    const body = request.body as Static<typeof UserStatusBody>
+    const body = request.body
     const result = await fastify.accounts.setActive(request.caller, request.params.user_id, body.is_active, body.reason)
     return reply.ok(result, { message: 'success.user_status_updated' })
   })
