@@ -82,7 +82,7 @@ async function conversion (): Promise<void> {
     journal.entries = journal.entries.filter((e) => e.tag < '0002')
     writeFileSync(journalFile, JSON.stringify(journal))
     await migrate(drizzle({ client: sql }), { migrationsFolder: before })
-    await sql.unsafe(`insert into "user" (email) select 'bench' || i || '@example.com' from generate_series(1, 100) i`)
+    await sql.unsafe('insert into "user" (email) select \'bench\' || i || \'@example.com\' from generate_series(1, 100) i')
     let started = performance.now()
     await sql.unsafe('set synchronous_commit = off')
     for (let first = 1; first <= rows; first += 1_000_000) {
@@ -94,9 +94,9 @@ async function conversion (): Promise<void> {
     const blocking = new Set(['ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock'])
     const spans = new Map<string, { first: number, last: number }>()
     let longest = { what: 'none', ms: 0 }
-    let watching = true
+    const state = { watching: true }
     const watch = (async () => {
-      while (watching) {
+      while (state.watching) {
         const now = performance.now()
         const locks = await watcher<Array<{ rel: string, mode: string }>>`
           select coalesce(c.relname, l.relation::text) as rel, l.mode from pg_locks l left join pg_class c on c.oid = l.relation
@@ -119,7 +119,7 @@ async function conversion (): Promise<void> {
     let slowestInsert = 0
     let inserts = 0
     const write = (async () => {
-      while (watching) {
+      while (state.watching) {
         const at = performance.now()
         await writer`insert into activity_log (level, action, module) values ('info', 'during_conversion', 'bench')`
         slowestInsert = Math.max(slowestInsert, performance.now() - at)
@@ -132,7 +132,7 @@ async function conversion (): Promise<void> {
     started = performance.now()
     await migrateDatabase(handle, { log: () => {} })
     const took = performance.now() - started
-    watching = false
+    state.watching = false
     await Promise.all([watch, write])
     const [{ kind, n }] = await sql<Array<{ kind: string, n: number }>>`select (select relkind::text from pg_class where oid = 'activity_log'::regclass) as kind, count(*)::int as n from activity_log`
     console.log(`conversion: ${seconds(took)} in all (preparation and migration 0002); activity_log is now ${kind === 'p' ? 'partitioned' : kind}, ${n.toLocaleString('en')} rows`)
@@ -160,7 +160,7 @@ async function scale (): Promise<void> {
   const app = Fastify()
   try {
     await migrateDatabase(handle, { log: () => {} })
-    await sql.unsafe(`insert into "user" (email) select 'bench' || i || '@example.com' from generate_series(1, 100) i`)
+    await sql.unsafe('insert into "user" (email) select \'bench\' || i || \'@example.com\' from generate_series(1, 100) i')
     // Monthly partitions over the year: the (empty) partition of the conversion goes,
     // and the maintenance walks a clock from a year ago to now as its schedule would.
     await withMaintenanceLock(handle.db, true, async (tx) => await dropPartitionsBefore(tx, new Date(Date.now() + 62 * DAY)))
