@@ -75,6 +75,9 @@ export const ConfigSchema = Type.Object({
   ACTIVITY_BATCH_SIZE: Int(200, 'A batch is written as soon as this many activity rows wait', 1, 2000),
   ACTIVITY_BUFFER_MAX: Int(10000, 'Most activity rows held in memory (e.g. while PostgreSQL is down); when full, the oldest request rows are dropped and counted, audit rows never', 10, 1000000),
   ACTIVITY_MIN_RETENTION_DAYS: Int(30, 'DELETE P/activity/cleanup refuses to delete rows younger than this many days', 1, 3650),
+  ACTIVITY_PARTITION_INTERVAL: Type.Union(['month', 'week', 'day'].map((l) => Type.Literal(l)), { default: 'month', description: 'activity_log is partitioned by created_at: one partition per UTC month, ISO week or day; changing it applies to partitions created from then on' }),
+  ACTIVITY_RETENTION_DAYS: Int(0, 'Partitions of activity_log wholly older than this many days are dropped by the hourly maintenance; 0 keeps everything (the audit trail is only deleted when asked). At least ACTIVITY_MIN_RETENTION_DAYS when set', 0, 36500),
+  ACTIVITY_MAINTENANCE_INTERVAL_MINUTES: Int(60, 'How often an instance runs the activity_log partition maintenance (create ahead, drop expired; one instance at a time)', 1, 1440),
   ACTIVITY_CLIENT_EVENTS_PER_MINUTE: Int(60, 'Client events (POST P/activity) a user may record per minute', 1),
   DASHBOARD_CACHE_SECONDS: Int(30, 'How long a dashboard statistic is served from the cache; 0 = never cached', 0, 3600),
   LOAD_SHED_EVENT_LOOP_DELAY_MS: Int(1000, 'Answer 503 (Retry-After) while the event loop lags more than this; 0 = never shed load', 0),
@@ -156,6 +159,7 @@ function productionProblems (config: AppConfig): string[] {
     problems.push('JWT_SECRET_KEY: must be at least 32 characters')
   }
   if (config.SHUTDOWN_DRAIN_MS >= config.SHUTDOWN_GRACE_MS) problems.push('SHUTDOWN_DRAIN_MS: must be below SHUTDOWN_GRACE_MS (the drain is part of the graceful shutdown, which also closes the pools)')
+  if (config.ACTIVITY_RETENTION_DAYS > 0 && config.ACTIVITY_RETENTION_DAYS < config.ACTIVITY_MIN_RETENTION_DAYS) problems.push('ACTIVITY_RETENTION_DAYS: must be 0 (keep everything) or at least ACTIVITY_MIN_RETENTION_DAYS')
   if (config.HEADERS_TIMEOUT_MS > config.REQUEST_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS (Node refuses it)')
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
   // The API's own password policy: a bootstrap admin gets no password a user could not choose.

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type postgres from 'postgres'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import type { PgliteDatabase } from 'drizzle-orm/pglite'
@@ -77,13 +78,42 @@ export async function migrateDatabase (handle: DatabaseHandle, options: MigrateO
     await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
     const upgrade = await upgradeOriginalDatabase(client, { migrationsFolder, dryRun: options.dryRun, failAfterStep: options.failUpgradeAfterStep })
     if (upgrade) (options.log ?? console.log)(formatReport(upgrade))
-    if (!options.dryRun) await migratePostgres(drizzlePostgres({ client }), { migrationsFolder })
+    if (!options.dryRun) {
+      await prepareActivityPartitioning(client)
+      await migratePostgres(drizzlePostgres({ client }), { migrationsFolder })
+    }
     await client`select pg_advisory_unlock(${MIGRATION_LOCK_KEY.toString()}::bigint)`
     return { upgrade }
   } finally {
     // Ending the session also drops the lock if the migration failed.
     await client.end({ timeout: 5 })
   }
+}
+
+/**
+ * The slow half of migration 0002 (activity_log partitioned), done beforehand in
+ * statements of their own so that no exclusive lock is held while a large table is
+ * scanned: the migration itself runs in the migrator's one transaction, where every
+ * lock lasts until the commit. On an unpartitioned activity_log this adds a CHECK
+ * (created_at < start of next UTC month) NOT VALID (a brief exclusive lock, no scan),
+ * validates it (a scan that lets reads and writes go on) and builds the unique index
+ * on (log_id, created_at) CONCURRENTLY. The migration then finds both and only
+ * renames and attaches (docs/activity-log.md). Idempotent; a no-op once partitioned.
+ */
+export async function prepareActivityPartitioning (client: postgres.Sql): Promise<void> {
+  const [table] = await client<Array<{ kind: string }>>`select relkind as kind from pg_class where oid = to_regclass('public.activity_log')`
+  if (table?.kind !== 'r') return
+  const [check] = await client<Array<{ validated: boolean }>>`select convalidated as validated from pg_constraint
+    where conrelid = 'public.activity_log'::regclass and conname = 'activity_log_legacy_range'`
+  if (!check) {
+    // At least an hour before the boundary, so rows written during the conversion still fit.
+    const [{ boundary }] = await client<Array<{ boundary: string }>>`select to_char(date_trunc('month', (now() + interval '1 hour') at time zone 'UTC') + interval '1 month', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as boundary`
+    await client.unsafe(`alter table activity_log add constraint activity_log_legacy_range check (created_at < '${boundary}'::timestamptz) not valid`)
+  }
+  if (!check?.validated) await client`alter table activity_log validate constraint activity_log_legacy_range`
+  const [index] = await client<Array<{ valid: boolean }>>`select indisvalid as valid from pg_index where indexrelid = to_regclass('public.activity_log_legacy_pkey')`
+  if (index && !index.valid) await client`drop index concurrently activity_log_legacy_pkey`
+  if (!index?.valid) await client`create unique index concurrently activity_log_legacy_pkey on activity_log (log_id, created_at)`
 }
 
 async function main (): Promise<void> {

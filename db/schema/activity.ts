@@ -1,4 +1,4 @@
-import { check, index, integer, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { inList } from './checks.ts'
 import { user } from './users.ts'
 import { activityLevels } from '../../domain/enums.ts'
@@ -11,9 +11,17 @@ export type { ActivityLevel } from '../../domain/enums.ts'
  * The audit trail (SR-38). Rows outlive their actor: deleting a user keeps the
  * events with a NULL actor. `session_id` and `target_user_id` carry no foreign
  * key on purpose, so deleting a session or a target never rewrites history.
+ *
+ * On PostgreSQL (and PGlite) the table is partitioned by RANGE (created_at), a
+ * partition per ACTIVITY_PARTITION_INTERVAL: migration 0002 converts it and
+ * plugins/app/activity/partitions.ts keeps partitions ahead and drops expired ones
+ * (docs/activity-log.md). Drizzle cannot declare partitioning, so this definition is
+ * the parent table's columns, keys and indexes, which every partition inherits. The
+ * primary key includes the partition key, as PostgreSQL requires of a unique index
+ * on a partitioned table; log ids are UUIDv7, so it stays time-ordered.
  */
 export const activityLog = pgTable('activity_log', {
-  log_id: uuid('log_id').primaryKey().defaultRandom(),
+  log_id: uuid('log_id').notNull().defaultRandom(),
   user_id: uuid('user_id').references(() => user.user_id, { onDelete: 'set null' }),
   level: text('level', { enum: activityLevels }).notNull(),
   action: text('action').notNull(),
@@ -34,6 +42,7 @@ export const activityLog = pgTable('activity_log', {
   metadata: jsonb('metadata').$type<Record<string, unknown>>(),
   created_at: timestamp('created_at', { withTimezone: true }).notNull().defaultNow()
 }, (t) => [
+  primaryKey({ name: 'activity_log_pkey', columns: [t.log_id, t.created_at] }),
   check('activity_log_level_check', inList(t.level, activityLevels)),
   // Keyset pagination newest first: (created_at, log_id) is unique and ordered.
   // NULLS FIRST is what a plain `ORDER BY ... DESC` means in Postgres; drizzle-kit's

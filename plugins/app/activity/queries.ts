@@ -1,9 +1,10 @@
 import fp from 'fastify-plugin'
-import { and, desc, eq, getTableColumns, inArray, lt, sql, type Placeholder, type SQL } from 'drizzle-orm'
-import { executeRows, statementCache } from '../../../db/client.ts'
+import { and, desc, eq, getTableColumns, sql, type Placeholder, type SQL } from 'drizzle-orm'
+import { executeRows, statementCache, type Database } from '../../../db/client.ts'
 import { activityLevels, activityLog, type ActivityLevel, type ActivityLog } from '../../../db/schema/index.ts'
 import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../../schemas/cursor.ts'
 import { STATISTICS_TOP_ACTIONS, type ActivityLogEntry } from '../../../schemas/activity.ts'
+import { dropPartitionsBefore, isPartitioned, withMaintenanceLock } from './partitions.ts'
 
 /**
  * Reading the activity log: filtered lists with keyset pagination, one row,
@@ -13,6 +14,12 @@ import { STATISTICS_TOP_ACTIONS, type ActivityLogEntry } from '../../../schemas/
  * on a table of millions of rows. A cursor is the position after the last row
  * seen: rows inserted meanwhile are newer, so they can only appear on a first
  * page, never shift or repeat rows on the next ones.
+ *
+ * The table is partitioned by created_at (partitions.ts), so every query carries a
+ * time bound PostgreSQL can prune partitions with: a page first looks only at the
+ * LIST_WINDOW before its position (now, or the cursor's time, which also bounds it
+ * from above) and reads further back only when that window does not fill the page;
+ * statistics always have a from/to range.
  */
 export interface ActivityFilters {
   userId?: string
@@ -48,6 +55,8 @@ declare module 'fastify' {
 
 const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/
 const CLEANUP_BATCH = 5000
+/** How far back a page looks first: at the write rates partitioning is for, a day holds many pages. */
+export const LIST_WINDOW_MS = 86_400_000
 
 // Microseconds: a cursor rounded to milliseconds would skip rows written by PostgreSQL's clock.
 const cursorTime = sql<string>`to_char(${activityLog.created_at} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
@@ -87,7 +96,7 @@ export function toEntry (row: ActivityLog): ActivityLogEntry {
   }
 }
 
-type Filter = keyof ActivityFilters
+export type Filter = keyof ActivityFilters
 const filterNames: readonly Filter[] = ['userId', 'level', 'action', 'module', 'ip', 'from', 'to']
 const filterColumns = { userId: 'user_id', level: 'level', action: 'action', module: 'module', ip: 'ip_address' } as const
 
@@ -127,6 +136,53 @@ function daysBetween (from: Date, to: Date, tz: string): string[] {
   return days
 }
 
+/**
+ * Where a page's first, bounded read starts (ISO time), or undefined when the
+ * filters already bound it at least as tightly: LIST_WINDOW_MS before the newest
+ * time the page can hold (the cursor's, `to`, or now).
+ */
+export function listWindowStart (filters: ActivityFilters, cursorAt: string | undefined, now: number): string | undefined {
+  const upper = Math.min(cursorAt ? Date.parse(cursorAt) : now, filters.to?.getTime() ?? Infinity)
+  const since = upper - LIST_WINDOW_MS
+  if (filters.from && filters.from.getTime() >= since) return undefined
+  return new Date(since).toISOString()
+}
+
+/**
+ * A list query with placeholders for the named filters, `limit`, and with a cursor
+ * (`cursor_at`, `cursor_id`) and a window (`since`). The cursor also bounds
+ * created_at from above on its own, since partition pruning does not read row
+ * comparisons.
+ */
+export function listSelect (db: Database, names: readonly Filter[], withCursor: boolean, withWindow: boolean) {
+  const where = names.map((name) => filterSql(name, sql.placeholder(name)))
+  if (withCursor) {
+    where.push(sql`${activityLog.created_at} <= ${sql.placeholder('cursor_at')}::timestamptz`)
+    where.push(sql`(${activityLog.created_at}, ${activityLog.log_id}) < (${sql.placeholder('cursor_at')}::timestamptz, ${sql.placeholder('cursor_id')}::uuid)`)
+  }
+  if (withWindow) where.push(sql`${activityLog.created_at} >= ${sql.placeholder('since')}::timestamptz`)
+  return db.select({ ...getTableColumns(activityLog), cursor_at: cursorTime })
+    .from(activityLog)
+    .where(and(...where))
+    .orderBy(desc(activityLog.created_at), desc(activityLog.log_id))
+    .limit(sql.placeholder('limit'))
+}
+
+/** The statistics query: one scan, four groupings, over the from/to range (which prunes partitions). */
+export function statisticsSql (filters: ActivityFilters & { from: Date, to: Date }, tz: string): SQL {
+  const where = conditions(filters)
+  // GROUPING SETS instead of four queries. grouping() tells the sets apart
+  // (a bit per argument, set when the row is NOT grouped by it).
+  return sql`
+    select level, action, module, day, grouping(level, action, module, day)::int as g, count(*)::int as n
+    from (
+      select level, action, module, to_char(created_at at time zone ${tz}, 'YYYY-MM-DD') as day
+      from ${activityLog}
+      ${where.length > 0 ? sql`where ${and(...where)}` : sql``}
+    ) rows
+    group by grouping sets ((level), (action), (module), (day), ())`
+}
+
 export default fp(async (fastify) => {
   const { db } = fastify
 
@@ -136,15 +192,8 @@ export default fp(async (fastify) => {
    */
   const listQuery = statementCache<ReturnType<typeof prepareList>>()
 
-  function prepareList (names: readonly Filter[], withCursor: boolean, n: number) {
-    const where = names.map((name) => filterSql(name, sql.placeholder(name)))
-    if (withCursor) where.push(sql`(${activityLog.created_at}, ${activityLog.log_id}) < (${sql.placeholder('cursor_at')}::timestamptz, ${sql.placeholder('cursor_id')}::uuid)`)
-    return db.select({ ...getTableColumns(activityLog), cursor_at: cursorTime })
-      .from(activityLog)
-      .where(and(...where))
-      .orderBy(desc(activityLog.created_at), desc(activityLog.log_id))
-      .limit(sql.placeholder('limit'))
-      .prepare(`activity_list_${n}`)
+  function prepareList (names: readonly Filter[], withCursor: boolean, withWindow: boolean, n: number) {
+    return listSelect(db, names, withCursor, withWindow).prepare(`activity_list_${n}`)
   }
 
   const queries: ActivityQueries = {
@@ -152,12 +201,20 @@ export default fp(async (fastify) => {
       const position = cursor ? decodeCursor(cursor) : undefined
       const set = filterValues(filters)
       const names = set.map(([name]) => name)
-      const query = listQuery(`${names.join(',')}|${position ? 'cursor' : ''}`, (n) => prepareList(names, position !== undefined, n))
-      const rows = await query.execute({
-        ...Object.fromEntries(set),
-        limit: limit + 1,
-        ...(position ? { cursor_at: position.at, cursor_id: position.id } : {})
-      })
+      const run = async (since: string | undefined) => {
+        const key = `${names.join(',')}|${position ? 'cursor' : ''}|${since ? 'window' : ''}`
+        const query = listQuery(key, (n) => prepareList(names, position !== undefined, since !== undefined, n))
+        return await query.execute({
+          ...Object.fromEntries(set),
+          limit: limit + 1,
+          ...(position ? { cursor_at: position.at, cursor_id: position.id } : {}),
+          ...(since ? { since } : {})
+        })
+      }
+      // The window's rows are all newer than any outside it: a full page from it is the page.
+      const since = listWindowStart(filters, position?.at, fastify.now())
+      let rows = since ? await run(since) : []
+      if (!since || rows.length <= limit) rows = await run(undefined)
       const more = rows.length > limit
       const page = more ? rows.slice(0, limit) : rows
       const last = page.at(-1)
@@ -170,17 +227,7 @@ export default fp(async (fastify) => {
     },
 
     async statistics (filters, tz) {
-      const where = conditions(filters)
-      // One scan, four groupings: GROUPING SETS instead of four queries. grouping() tells the sets apart
-      // (a bit per argument, set when the row is NOT grouped by it).
-      const rows = await executeRows<{ level: ActivityLevel | null, action: string | null, module: string | null, day: string | null, g: number, n: number }>(db, sql`
-        select level, action, module, day, grouping(level, action, module, day)::int as g, count(*)::int as n
-        from (
-          select level, action, module, to_char(created_at at time zone ${tz}, 'YYYY-MM-DD') as day
-          from ${activityLog}
-          ${where.length > 0 ? sql`where ${and(...where)}` : sql``}
-        ) rows
-        group by grouping sets ((level), (action), (module), (day), ())`)
+      const rows = await executeRows<{ level: ActivityLevel | null, action: string | null, module: string | null, day: string | null, g: number, n: number }>(db, statisticsSql(filters, tz))
       const pick = (g: number) => rows.filter((r) => Number(r.g) === g)
       const levels = new Map(pick(0b0111).map((r) => [r.level!, Number(r.n)]))
       const days = new Map(pick(0b1110).map((r) => [r.day!, Number(r.n)]))
@@ -196,13 +243,22 @@ export default fp(async (fastify) => {
     },
 
     async cleanup (cutoff) {
+      // Whole partitions past the cutoff are dropped (no index rewrite, no bloat);
+      // only the partition holding the cutoff, and the DEFAULT one, need a DELETE.
       let deleted = 0
+      if (await isPartitioned(db)) deleted += (await withMaintenanceLock(db, true, async (tx) => await dropPartitionsBefore(tx, cutoff, { count: true })))?.rows ?? 0
+      const at = cutoff.toISOString()
       // Batches keep each statement (and its locks) short on a large table.
       for (;;) {
-        const oldest = db.select({ id: activityLog.log_id }).from(activityLog).where(lt(activityLog.created_at, cutoff)).limit(CLEANUP_BATCH)
-        const gone = await db.delete(activityLog).where(inArray(activityLog.log_id, oldest)).returning({ id: activityLog.log_id })
-        deleted += gone.length
-        if (gone.length < CLEANUP_BATCH) return deleted
+        const gone = await executeRows<{ n: number }>(db, sql`
+          with gone as (
+            delete from ${activityLog} where ${activityLog.created_at} < ${at}::timestamptz and (${activityLog.log_id}, ${activityLog.created_at}) in (
+              select ${activityLog.log_id}, ${activityLog.created_at} from ${activityLog} where ${activityLog.created_at} < ${at}::timestamptz limit ${CLEANUP_BATCH})
+            returning 1)
+          select count(*)::int as n from gone`)
+        const n = Number(gone[0]?.n ?? 0)
+        deleted += n
+        if (n < CLEANUP_BATCH) return deleted
       }
     }
   }
