@@ -59,6 +59,7 @@ export function systemCaller (lang: Language = 'en'): Caller {
   return { actor: null, sessionId: null, ip: null, userAgent: null, lang, requestId: null, endpoint: null, method: null, auditRows: null }
 }
 
+// Not named 'caller': fastify-plugin reads fn[camelCase(name)], and reading .caller of a strict function throws.
 export default fp(async (fastify) => {
   fastify.decorateRequest(kCaller, undefined)
   fastify.decorateRequest('caller', {
@@ -73,4 +74,4 @@ export default fp(async (fastify) => {
       return caller
     }
   })
-}, { name: 'caller', dependencies: ['i18n'] })
+}, { name: 'request-caller', dependencies: ['i18n'] })
