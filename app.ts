@@ -303,12 +303,28 @@ function forbiddenKey (body: string): string | undefined {
  * draining or closing say `Connection: close`, and a sweep closes connections
  * that fall idle (a response already on its way when closing began) until the
  * server is down.
+ *
+ * A connection that was accepted but has not sent a whole request yet is not
+ * idle to Node (its headers timeout runs from the connect), so neither
+ * closeIdleConnections() nor close() ends it, and http.Server.close() also
+ * stops the timer that would: one such socket (a preconnecting proxy or
+ * browser) held the process open until close-with-grace exited 1. Those are
+ * tracked here and closed when closing begins, which is the end of the drain
+ * window: they stayed silent throughout it.
  */
 function drainOnClose (fastify: FastifyInstance) {
   let closing = false
   let sweep: NodeJS.Timeout | undefined
+  const unused = new Set<net.Socket>()
+  fastify.server.on('connection', (socket: net.Socket) => {
+    unused.add(socket)
+    socket.once('close', () => unused.delete(socket))
+  })
+  fastify.server.on('request', (request: { socket: net.Socket }) => { unused.delete(request.socket) })
   fastify.addHook('preClose', (done) => {
     closing = true
+    for (const socket of unused) socket.destroy()
+    unused.clear()
     sweep = setInterval(() => fastify.server.closeIdleConnections(), 200).unref()
     done()
   })
