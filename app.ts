@@ -345,10 +345,10 @@ function drainOnClose (fastify: FastifyInstance) {
  * First half: the probes (/health, /health/ready) answer 503 while the
  * server keeps listening and answering as usual, so a load balancer's active
  * health check takes the instance out of rotation before any connection to
- * it is refused. Caddy 2.6 does not survive a refused dial for a POST: the
- * failed attempt has consumed the body, the retry on the other instance
- * fails and counts against that instance, and with both out it answers
- * every POST 503 at once (docs/performance.md). Caddy's HEALTH_INTERVAL
+ * it is refused. Caddy does not survive a refused dial for a POST: Go's
+ * transport closes the body with the failed attempt, the retry on the other
+ * instance fails and counts against that instance, and with both out Caddy
+ * 2.6 answers every POST 503 at once (docs/performance.md). Caddy's HEALTH_INTERVAL
  * must be well below this half (Caddyfile: 1 s against 2.5 s).
  *
  * Second half: the server stops listening (new connections go to the other
