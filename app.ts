@@ -33,8 +33,8 @@ declare module 'fastify' {
     config: AppConfig
     deps: AppDeps
     now: () => number
-    /** Shutdown state: `draining` from the first moment of drain() (readiness answers 503). */
-    lifecycle: { draining: boolean }
+    /** Shutdown state: `draining` from the first moment of drain() (the probes answer 503), `closingConnections` once it stops listening (responses say Connection: close). */
+    lifecycle: { draining: boolean, closingConnections?: boolean }
   }
 }
 
@@ -68,17 +68,33 @@ export default fp(app, { name: 'app' })
  * draining or closing say `Connection: close`, and a sweep closes connections
  * that fall idle (a response already on its way when closing began) until the
  * server is down.
+ *
+ * A connection that was accepted but has not sent a whole request yet is not
+ * idle to Node (its headers timeout runs from the connect), so neither
+ * closeIdleConnections() nor close() ends it, and http.Server.close() also
+ * stops the timer that would: one such socket (a preconnecting proxy or
+ * browser) held the process open until close-with-grace exited 1. Those are
+ * tracked here and closed when closing begins, which is the end of the drain
+ * window: they stayed silent throughout it.
  */
 function drainOnClose (fastify: FastifyInstance) {
   let closing = false
   let sweep: NodeJS.Timeout | undefined
+  const unused = new Set<net.Socket>()
+  fastify.server.on('connection', (socket: net.Socket) => {
+    unused.add(socket)
+    socket.once('close', () => unused.delete(socket))
+  })
+  fastify.server.on('request', (request: { socket: net.Socket }) => { unused.delete(request.socket) })
   fastify.addHook('preClose', (done) => {
     closing = true
+    for (const socket of unused) socket.destroy()
+    unused.clear()
     sweep = setInterval(() => fastify.server.closeIdleConnections(), 200).unref()
     done()
   })
   fastify.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing || fastify.lifecycle.draining) reply.header('connection', 'close')
+    if (closing || fastify.lifecycle.closingConnections) reply.header('connection', 'close')
     done(null, payload)
   })
   fastify.addHook('onClose', (_instance, done) => {
@@ -89,23 +105,35 @@ function drainOnClose (fastify: FastifyInstance) {
 
 /**
  * Lame-duck drain, the first step of a graceful shutdown (SR-42), before
- * close(). A connection idle to Node may carry a request the client has just
- * written; closing it then resets that request (ECONNRESET, and a POST behind
- * a proxy is not retried). So the server stops listening (new connections go
- * to the other instances: the PM2 cluster's other workers, or Caddy's retry
- * of a refused dial), answers every request still arriving on an open
- * connection with `Connection: close` (each active client learns on its next
- * response and reconnects elsewhere) and readiness answers 503, for up to
- * `windowMs`. Resolves when no connection is left or the window is over;
- * close() then closes the connections that stayed silent throughout.
+ * close(), in two halves of `windowMs`.
+ *
+ * First half: the probes (/health, /health/ready) answer 503 while the
+ * server keeps listening and answering as usual, so a load balancer's active
+ * health check takes the instance out of rotation before any connection to
+ * it is refused. Caddy does not survive a refused dial for a POST: Go's
+ * transport closes the body with the failed attempt, the retry on the other
+ * instance fails and counts against that instance, and with both out Caddy
+ * 2.6 answers every POST 503 at once (docs/performance.md). Caddy's HEALTH_INTERVAL
+ * must be well below this half (Caddyfile: 1 s against 2.5 s).
+ *
+ * Second half: the server stops listening (new connections go to the other
+ * instances: the PM2 cluster's other workers, or Caddy's retry of a refused
+ * dial) and answers every request still arriving on an open connection with
+ * `Connection: close`, so each active client learns on its next response
+ * and reconnects elsewhere. A connection idle to Node may carry a request
+ * the client has just written; closing it would reset that request, so none
+ * is closed here. Resolves when no connection is left or the window is
+ * over; close() then closes the connections that stayed silent throughout.
  */
 export async function drain (fastify: FastifyInstance, windowMs: number): Promise<void> {
   fastify.lifecycle.draining = true
   const server = fastify.server
+  const deadline = Date.now() + windowMs
+  if (server.listening) await sleep(Math.floor(windowMs / 2))
+  fastify.lifecycle.closingConnections = true
   // net.Server's close only stops listening; http.Server's would also close
   // every idle keep-alive connection at once, the reset this drain avoids.
   if (server.listening) net.Server.prototype.close.call(server)
-  const deadline = Date.now() + windowMs
   const open = () => new Promise<number>((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count)))
   while (Date.now() < deadline && await open() > 0) await sleep(Math.min(50, Math.max(0, deadline - Date.now())))
 }

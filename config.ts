@@ -98,7 +98,7 @@ export const ConfigSchema = Type.Object({
   ARGON2_PARALLELISM: Int(1, 'Argon2id lanes', 1, 8),
   HASH_POOL_THREADS: Int(0, 'Worker threads hashing passwords; 0 = one per core', 0, 64),
   SHUTDOWN_GRACE_MS: Int(10000, 'Longest graceful shutdown before the process exits anyway', 100),
-  SHUTDOWN_DRAIN_MS: Int(5000, 'On SIGTERM/SIGINT (or PM2\'s shutdown message): how long the process stops listening but keeps answering on open connections (with Connection: close, /health/ready 503) before it closes connections that stayed silent; ends early once none is left. Below SHUTDOWN_GRACE_MS', 0),
+  SHUTDOWN_DRAIN_MS: Int(5000, 'On SIGTERM/SIGINT (or PM2\'s shutdown message): the lame-duck window. The probes (/health, /health/ready) answer 503 from its start; for its first half the process still listens and serves (the load balancer takes it out), then it stops listening and answers open connections with Connection: close; connections still silent at its end are closed; ends early once none is left. Below SHUTDOWN_GRACE_MS', 0),
   KEEP_ALIVE_TIMEOUT_MS: Int(72000, 'An idle keep-alive connection is closed after this long; keep it above the proxy\'s upstream idle timeout (Caddyfile: keepalive 60s), so the proxy never reuses a connection the API is closing', 1000),
   APP_NAME: Str('Auth API', 'Product name shown in emails and text messages'),
   EMAIL_HOST: OptStr('SMTP server; unset = email goes to the development outbox (DATA_DIR/outbox), or fails in production'),

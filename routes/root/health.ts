@@ -14,7 +14,11 @@ const probes: FastifyPluginAsyncTypebox = async (fastify) => {
     compress: false, // a fixed answer far below the compression threshold
     logLevel: 'warn',
     schema: { operationId: 'getLiveness', tags: ['health'], summary: 'Liveness: the process answers (no dependency is checked)', description: 'Public and not rate limited; for restarts (a process that stops answering), not for routing.', response: { 200: Envelope(Type.Object({ status: Type.Literal('ok') })) } }
-  }, async (_request, reply) => reply.ok({ status: 'ok' as const }))
+  }, async (_request, reply) => {
+    // Shutting down: the load balancer takes the instance out while it still answers everything else (app.ts drain).
+    if (fastify.lifecycle.draining) throw new AppError('SERVICE_UNAVAILABLE', { details: { draining: true } })
+    return reply.ok({ status: 'ok' as const })
+  })
 
   fastify.get('/health/ready', {
     config: probe,

@@ -55,6 +55,9 @@ t.test('what the Caddyfile configures', { skip }, async (t) => {
   t.ok(proxy.load_balancing.try_duration > 0 && proxy.load_balancing.try_interval > 0, 'failed attempts are retried on another instance')
   t.equal(proxy.health_checks.active.uri, '/health', 'active health checks on GET /health')
   t.ok(proxy.health_checks.active.interval > 0)
+  // Go durations in nanoseconds. A draining instance fails the probe while it still serves
+  // for SHUTDOWN_DRAIN_MS / 2 (2.5 s by default); the probe must notice well within that.
+  t.ok(proxy.health_checks.active.interval <= 1e9, 'SR-42: probed at least every second, so a draining instance is out before it refuses connections')
   t.ok(proxy.health_checks.passive.fail_duration > 0 && proxy.health_checks.passive.max_fails >= 1, 'passive health checks take a failing instance out')
   t.ok(proxy.transport.dial_timeout > 0, 'a dead instance is given up on quickly')
 

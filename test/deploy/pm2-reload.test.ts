@@ -96,7 +96,8 @@ t.test('pm2 reload under keep-alive load: no failed request, every audit row com
   const load = keepAliveLoad({
     origin: `http://127.0.0.1:${port}`,
     connections: CONNECTIONS,
-    get: { path: '/health' },
+    // An API GET: the probes (/health, /health/ready) answer 503 by design while an instance drains.
+    get: { path: `${prefix}/health` },
     post: { path: `${prefix}/activity`, headers: bearer(token), body: () => ({ action, module: 'reload' }) }
   })
 

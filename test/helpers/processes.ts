@@ -113,6 +113,8 @@ export interface StartServerOptions {
   label: string
   port?: number
   readyTimeoutMs?: number
+  /** A built server.js (keep-alive-load.ts buildServer) run with plain `node`, as in production; default: server.ts through tsx. */
+  script?: string
 }
 
 /**
@@ -124,7 +126,7 @@ export interface StartServerOptions {
 export async function startServer (t: Teardown, opts: StartServerOptions): Promise<ServerProcess> {
   const port = opts.port ?? await freePort()
   const cwd = mkdtempSync(path.join(tmpdir(), `api-${opts.label}-`))
-  const child = spawn(process.execPath, ['--import', tsxLoader, path.join(root, 'server.ts')], {
+  const child = spawn(process.execPath, opts.script ? [opts.script] : ['--import', tsxLoader, path.join(root, 'server.ts')], {
     cwd,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
@@ -169,6 +171,8 @@ export class CaddyProcess extends Managed {
 export interface StartCaddyOptions {
   /** host:port of each API instance. */
   upstreams: string[]
+  /** Another Caddyfile than the committed one (to measure an older version of it). */
+  caddyfile?: string
   /** Overrides of the Caddyfile's other env placeholders (HEALTH_INTERVAL, FAIL_DURATION, MAX_BODY_SIZE, ...). */
   env?: Record<string, string>
 }
@@ -182,7 +186,7 @@ export interface StartCaddyOptions {
 export async function startCaddy (t: Teardown, opts: StartCaddyOptions): Promise<CaddyProcess> {
   const port = await freePort()
   const home = mkdtempSync(path.join(tmpdir(), 'caddy-'))
-  const child = spawn('caddy', ['run', '--config', path.join(root, 'Caddyfile'), '--adapter', 'caddyfile'], {
+  const child = spawn('caddy', ['run', '--config', opts.caddyfile ?? path.join(root, 'Caddyfile'), '--adapter', 'caddyfile'], {
     cwd: home,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
