@@ -639,4 +639,4 @@ export default fp(async (fastify) => {
   fastify.addHook('onClose', async () => {
     await buffer.close()
   })
-}, { name: 'activity', dependencies: ['db', 'metrics', 'caller'] })
+}, { name: 'activity', dependencies: ['db', 'metrics', 'request-caller'] })

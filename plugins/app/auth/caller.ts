@@ -73,4 +73,6 @@ export default fp(async (fastify) => {
       return caller
     }
   })
-}, { name: 'caller', dependencies: ['i18n'] })
+  // Not named 'caller': fastify-plugin reads fn[camelCase(name)], and reading
+  // `caller` of a strict-mode function throws, so `npm start` (tsx) died there.
+}, { name: 'request-caller', dependencies: ['i18n'] })
