@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import type { AppConfig } from '../config.ts'
 import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
+import { DataDirLockedError } from './pglite-lock.ts'
 
 /**
  * `tsx db/create-admin.ts --email a@b.c`
@@ -14,7 +15,12 @@ import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
  * API's password policy (plugins/app/auth/password-policy.ts). There is
  * deliberately no master OTP or default password: this is the way in.
  *
- * Exit codes: 0 done, 1 failure (database, refused account), 2 bad usage.
+ * Beside a running embedded server (which holds the PGlite folder) it changes
+ * nothing and says the two ways that work: stop the server and run it again,
+ * or BOOTSTRAP_ADMIN_EMAIL/BOOTSTRAP_ADMIN_PASSWORD and a restart (exit 1).
+ *
+ * Exit codes: 0 done, 1 failure (database, database held by a server, refused
+ * account), 2 bad usage.
  */
 
 const USAGE = 'usage: create-admin --email <address>  (password from stdin, CREATE_ADMIN_PASSWORD, or a prompt)\n' +
@@ -83,7 +89,14 @@ async function main (argv: string[]): Promise<number> {
     return 2
   }
 
-  const handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })
+  let handle: Awaited<ReturnType<typeof openDatabase>>
+  try {
+    handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })
+  } catch (error) {
+    if (!(error instanceof DataDirLockedError)) throw error
+    console.error(heldFolderAdvice(error))
+    return 1
+  }
   try {
     // The same rule as the server's start: the embedded database is always
     // brought up to date; PostgreSQL unless a separate migrate job owns that.
@@ -123,6 +136,21 @@ async function main (argv: string[]): Promise<number> {
   } finally {
     await handle.close()
   }
+}
+
+/**
+ * The embedded folder is held, in practice by `npm start`: PGlite serves one
+ * process at a time, so the account cannot be written from here. The two ways
+ * that work, both ending in a (re)started server.
+ */
+function heldFolderAdvice (error: DataDirLockedError): string {
+  const holder = error.holder?.applied ? `the running server (process ${error.pid})` : `process ${error.pid}`
+  return [
+    `create-admin: the embedded database ${error.folder} is in use by ${holder}; PGlite serves one process at a time, so nothing was changed. Either:`,
+    '  - stop the server (Ctrl-C), run this command again, then start the server; or',
+    '  - set BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD in .env and restart the server: at start it creates that super admin, or promotes the existing account.',
+    'With DATABASE_URL (PostgreSQL) this command runs beside the server.'
+  ].join('\n')
 }
 
 /** All of a piped stdin, less one final newline (what `echo` adds); undefined when nothing came. */

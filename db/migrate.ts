@@ -1,4 +1,5 @@
-import { existsSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type postgres from 'postgres'
@@ -7,8 +8,10 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import type { PgliteDatabase } from 'drizzle-orm/pglite'
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { loadConfig } from '../config.ts'
-import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
+import { errorMessage, isMainModule, loadDotenv, reportHeldFolder } from './cli.ts'
 import { dedicatedConnection, openDatabase, type DatabaseHandle, type Schema } from './client.ts'
+import { defaultGroups, defaultPermissions } from './defaults.ts'
+import { DataDirLockedError, type AppliedState } from './pglite-lock.ts'
 import { formatReport } from './upgrade/report.ts'
 import { upgradeOriginalDatabase, type UpgradeReport, type UpgradeStep } from './upgrade/upgrade.ts'
 
@@ -27,6 +30,18 @@ export function resolveMigrationsFolder (): string {
   const found = candidates.find((dir) => existsSync(path.join(dir, 'meta', '_journal.json')))
   if (!found) throw new Error(`No migrations found; looked in ${candidates.join(', ')}`)
   return found
+}
+
+/**
+ * What a start of this checkout applies: the last migration of the journal and
+ * a hash of the default permissions and groups. The server records it in the
+ * embedded folder's lock once applied, so `db:migrate` and `db:seed` run beside
+ * it can tell their work is already done (db/cli.ts reportHeldFolder).
+ */
+export function appliedState (): AppliedState {
+  const journal = JSON.parse(readFileSync(path.join(resolveMigrationsFolder(), 'meta', '_journal.json'), 'utf8')) as { entries: Array<{ tag: string }> }
+  const defaults = createHash('sha256').update(JSON.stringify({ defaultPermissions, defaultGroups })).digest('hex').slice(0, 12)
+  return { migration: journal.entries.at(-1)?.tag ?? 'none', defaults }
 }
 
 // Any constant works as long as nothing else in the database uses it; this is
@@ -119,7 +134,17 @@ export async function prepareActivityPartitioning (client: postgres.Sql): Promis
 async function main (): Promise<void> {
   await loadDotenv()
   const config = loadConfig()
-  const handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 1 })
+  let handle: DatabaseHandle
+  try {
+    handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 1 })
+  } catch (error) {
+    if (!(error instanceof DataDirLockedError)) throw error
+    const report = reportHeldFolder('migrate', error, appliedState())
+    if (report.out) console.log(report.out)
+    if (report.err) console.error(report.err)
+    process.exitCode = report.code
+    return
+  }
   try {
     const dryRun = process.argv.includes('--dry-run')
     const { upgrade } = await migrateDatabase(handle, { dryRun })

@@ -14,14 +14,22 @@ import { setTimeout as sleep } from 'node:timers/promises'
  * process holds no lock (a container restart where the app is pid 1 again).
  */
 
-interface LockInfo { pid: number, host: string, boot: string | null, at: string }
+/**
+ * What a running server has applied to the folder since it took the lock:
+ * the last migration of its journal and a hash of its default data. A CLI
+ * that finds the folder held compares these with its own checkout's to tell
+ * whether its work is already done (db:migrate, db:seed).
+ */
+export interface AppliedState { migration: string, defaults: string }
+
+export interface LockInfo { pid: number, host: string, boot: string | null, at: string, applied?: AppliedState }
 
 // lock file -> the content we wrote into it
 const held = new Map<string, string>()
 let exitHookInstalled = false
 
 export class DataDirLockedError extends Error {
-  constructor (readonly folder: string, readonly lockFile: string, readonly pid: number) {
+  constructor (readonly folder: string, readonly lockFile: string, readonly pid: number, readonly holder?: LockInfo) {
     super(`The embedded database ${folder} is in use by process ${pid}; stop that process first ` +
       `(or set DATABASE_URL). If no such process runs, delete ${lockFile}.`)
     this.name = 'DataDirLockedError'
@@ -43,8 +51,10 @@ export async function acquireDataDirLock (folder: string): Promise<() => void> {
       return () => {
         if (released) return
         released = true
+        // recordAppliedState() may have replaced what was written at first.
+        const current = held.get(lockFile) ?? content
         held.delete(lockFile)
-        removeIfOurs(lockFile, content)
+        removeIfOurs(lockFile, current)
       }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
@@ -54,10 +64,27 @@ export async function acquireDataDirLock (folder: string): Promise<() => void> {
       await sleep(100)
       continue
     }
-    if (seen.info && isLive(seen.info)) throw new DataDirLockedError(folder, lockFile, seen.info.pid)
+    if (seen.info && isLive(seen.info)) throw new DataDirLockedError(folder, lockFile, seen.info.pid, seen.info)
     takeOverStale(lockFile, seen.raw)
   }
   throw new Error(`Could not take the lock ${lockFile}: it keeps changing (another process is starting on the same folder)`)
+}
+
+/**
+ * Records in the lock of `folder`, which this process holds, what it has
+ * applied (see AppliedState). The file is replaced whole (write aside, then
+ * rename), so a reader never sees it half written. Does nothing when this
+ * process does not hold the lock (e.g. a test's in-memory database).
+ */
+export function recordAppliedState (folder: string, applied: AppliedState): void {
+  const lockFile = `${path.resolve(folder)}.lock`
+  const content = held.get(lockFile)
+  if (content === undefined) return
+  const next = JSON.stringify({ ...(JSON.parse(content) as LockInfo), applied }) + '\n'
+  const aside = `${lockFile}.next-${process.pid}`
+  writeFileSync(aside, next, { mode: 0o600 })
+  renameSync(aside, lockFile)
+  held.set(lockFile, next)
 }
 
 /**

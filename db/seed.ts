@@ -1,9 +1,10 @@
 import { inArray } from 'drizzle-orm'
 import { loadConfig } from '../config.ts'
-import { errorMessage, isMainModule, loadDotenv } from './cli.ts'
-import { openDatabase, type Database } from './client.ts'
+import { errorMessage, isMainModule, loadDotenv, reportHeldFolder } from './cli.ts'
+import { openDatabase, type Database, type DatabaseHandle } from './client.ts'
 import { defaultGroups, defaultPermissions } from './defaults.ts'
-import { migrateDatabase } from './migrate.ts'
+import { appliedState, migrateDatabase } from './migrate.ts'
+import { DataDirLockedError } from './pglite-lock.ts'
 import { group, groupPermission, permission } from './schema/index.ts'
 
 export interface SeedResult {
@@ -66,7 +67,17 @@ export async function seedDatabase (db: Database): Promise<SeedResult> {
 async function main (): Promise<void> {
   await loadDotenv()
   const config = loadConfig()
-  const handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })
+  let handle: DatabaseHandle
+  try {
+    handle = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })
+  } catch (error) {
+    if (!(error instanceof DataDirLockedError)) throw error
+    const report = reportHeldFolder('seed', error, appliedState())
+    if (report.out) console.log(report.out)
+    if (report.err) console.error(report.err)
+    process.exitCode = report.code
+    return
+  }
   try {
     // Seeding needs the tables; migrating first is idempotent and makes
     // `npm run db:seed` work on a fresh database too.

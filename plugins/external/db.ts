@@ -1,6 +1,8 @@
+import path from 'node:path'
 import fp from 'fastify-plugin'
 import { openDatabase, type Database, type DatabaseHandle } from '../../db/client.ts'
-import { migrateDatabase } from '../../db/migrate.ts'
+import { appliedState, migrateDatabase } from '../../db/migrate.ts'
+import { recordAppliedState } from '../../db/pglite-lock.ts'
 import { seedDatabase } from '../../db/seed.ts'
 import { ensureBootstrapAdmin } from '../../db/admin.ts'
 
@@ -20,6 +22,10 @@ export default fp(async (fastify) => {
   if (handle.driver === 'pglite' || DB_MIGRATE_ON_START) {
     await migrateDatabase(handle)
     await seedDatabase(handle.db)
+    // `db:migrate` / `db:seed` run beside this server read it from the folder's
+    // lock and answer that their work is done (db/cli.ts). Same folder as
+    // openDatabase()'s; a no-op for an injected PGlite, which holds no lock.
+    if (handle.driver === 'pglite') recordAppliedState(path.join(DATA_DIR, 'pglite'), appliedState())
   }
   if (BOOTSTRAP_ADMIN_EMAIL && BOOTSTRAP_ADMIN_PASSWORD) {
     const outcome = await ensureBootstrapAdmin(handle.db, { email: BOOTSTRAP_ADMIN_EMAIL, password: BOOTSTRAP_ADMIN_PASSWORD })

@@ -76,7 +76,10 @@ export function serverOptions (config: AppConfig): FastifyHttpOptions<Server> {
     // behind a load balancer that 503 would be a failed client request during
     // every graceful restart (SR-42). New connections are refused meanwhile.
     return503OnClosing: false,
-    pluginTimeout: 60_000
+    // A first embedded start runs PGlite's initdb and every migration inside the
+    // app plugin: over 60 s of wall time on a loaded machine, where the start then
+    // failed (AVV_ERR_PLUGIN_EXEC_TIMEOUT).
+    pluginTimeout: config.DATABASE_URL ? 60_000 : 300_000
   }
 }
 
