@@ -107,8 +107,9 @@ declare module 'fastify' {
 
 const REVOKED = 'r'
 const PARSED_STATES_MAX = 10_000
-const sessionKey = (sid: string) => `s:${sid}`
-const userKey = (uid: string) => `u:${uid}`
+// The user id is the Redis Cluster hash tag: a request's MGET of session and user is one slot.
+const sessionKey = (uid: string, sid: string) => `{${uid}}:s:${sid}`
+const userKey = (uid: string) => `{${uid}}:u`
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
 export default fp(async (fastify) => {
@@ -239,10 +240,10 @@ export default fp(async (fastify) => {
     }
   }
 
-  async function markRevoked (sessionIds: string[]) {
-    if (sessionIds.length === 0) return
+  async function markRevoked (sessions: Array<{ id: string, userId: string }>) {
+    if (sessions.length === 0) return
     const ttl = config.REFRESH_TOKEN_EXPIRY_MINUTES * minute
-    await writeOrDistrust(Promise.all(sessionIds.map((sid) => store.set(sessionKey(sid), REVOKED, ttl))), 'revocation')
+    await writeOrDistrust(Promise.all(sessions.map((s) => store.set(sessionKey(s.userId, s.id), REVOKED, ttl))), 'revocation')
   }
 
   const service: SessionService = {
@@ -295,7 +296,7 @@ export default fp(async (fastify) => {
       })
       if (outcome.kind === 'invalid') throw new AppError('AUTH_REFRESH_INVALID')
       if (outcome.kind === 'reused') {
-        await markRevoked([outcome.row.session_id])
+        await markRevoked([{ id: outcome.row.session_id, userId: outcome.row.user_id }])
         throw Object.assign(new AppError('AUTH_REFRESH_REUSED'), { sessionId: outcome.row.session_id, userId: outcome.row.user_id })
       }
       const account = await users.findById(outcome.row.user_id)
@@ -315,8 +316,10 @@ export default fp(async (fastify) => {
 
     async revoke (sessionId, reason) {
       const rows = await db.update(session).set({ revoked_at: new Date(now()), revoked_reason: reason })
-        .where(and(eq(session.session_id, sessionId), isNull(session.revoked_at))).returning({ id: session.session_id })
-      await markRevoked([sessionId])
+        .where(and(eq(session.session_id, sessionId), isNull(session.revoked_at))).returning({ id: session.session_id, userId: session.user_id })
+      // Already revoked (e.g. in the caller's transaction): the cache entry is written all the same; its key needs the owner.
+      const revoked = rows.length > 0 ? rows : await db.select({ id: session.session_id, userId: session.user_id }).from(session).where(eq(session.session_id, sessionId))
+      await markRevoked(revoked)
       return rows.length > 0
     },
 
@@ -327,7 +330,7 @@ export default fp(async (fastify) => {
           isNull(session.revoked_at),
           exceptSessionId ? ne(session.session_id, exceptSessionId) : sql`true`
         )).returning({ id: session.session_id })
-      await markRevoked(rows.map((r) => r.id))
+      await markRevoked(rows.map((r) => ({ id: r.id, userId })))
       return rows.length
     },
 
@@ -361,7 +364,7 @@ export default fp(async (fastify) => {
       let cachedUser: string | null = null
       if (trusted >= 0) {
         try {
-          [cachedSession, cachedUser] = await store.mget([sessionKey(claims.sid), userKey(claims.sub)])
+          [cachedSession, cachedUser] = await store.mget([sessionKey(claims.sub, claims.sid), userKey(claims.sub)])
         } catch (err) {
           // The cache is down: ask Postgres (never fail open). If Postgres is down too, the request gets 503.
           fastify.log.warn({ err }, 'auth state cache unavailable; using Postgres')
@@ -378,7 +381,7 @@ export default fp(async (fastify) => {
           const entry = active ? `a:${row.expires_at.getTime()}:${trusted}` : REVOKED
           const ttl = Math.max(active ? Math.min(cacheMs, row.expires_at.getTime() - now()) : config.REFRESH_TOKEN_EXPIRY_MINUTES * minute, 1000)
           // NX, or replacing only the stale entry that was read: a revocation written meanwhile is never overwritten.
-          const write = cachedSession === null ? store.setNx(sessionKey(claims.sid), entry, ttl) : store.compareAndSet(sessionKey(claims.sid), cachedSession, entry, ttl)
+          const write = cachedSession === null ? store.setNx(sessionKey(claims.sub, claims.sid), entry, ttl) : store.compareAndSet(sessionKey(claims.sub, claims.sid), cachedSession, entry, ttl)
           await write.catch(() => {})
         }
         if (!active) throw new AppError('AUTH_SESSION_REVOKED')
