@@ -312,10 +312,24 @@ export default fp(async (fastify) => {
   if (redis instanceof Cluster) redis.on('node error', (error: Error, node: string) => fastify.log.warn({ err: error, node }, 'redis cluster node error'))
   // @fastify/redis waits for the connection and decorates `fastify.redis`; closing is ours (below).
   await fastify.register(fastifyRedis, { client: redis as never, closeClient: false })
+  let closing = false
+  if (!(redis instanceof Cluster)) {
+    // ioredis gives a connection up for good ('end') when the failover detector's
+    // +switch-master arrives while it is already reconnecting (the reconnect is aborted):
+    // start again, until the app closes.
+    redis.on('end', () => {
+      if (closing) return
+      fastify.log.warn('redis connection ended; connecting again')
+      setTimeout(() => { if (!closing) redis.connect().catch(() => {}) }, 500).unref()
+    })
+  }
   // QUIT cannot be sent while Redis is unreachable (no offline queue): then just drop the socket.
+  // disconnect() after QUIT closes what QUIT leaves open: the failover detector's Sentinel
+  // connections, which would otherwise keep reconnecting and hold the process open.
   fastify.addHook('onClose', async () => {
-    if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect())
-    else redis.disconnect()
+    closing = true
+    if (redis.status === 'ready') await redis.quit().catch(() => {})
+    redis.disconnect()
   })
   fastify.decorate('store', new RedisStore(redis))
 }, { name: 'store' })
