@@ -313,14 +313,14 @@ export default fp(async (fastify) => {
   // @fastify/redis waits for the connection and decorates `fastify.redis`; closing is ours (below).
   await fastify.register(fastifyRedis, { client: redis as never, closeClient: false })
   let closing = false
-  if (!(redis instanceof Cluster)) {
+  if (fastify.config.REDIS_SENTINELS) {
     // ioredis gives a connection up for good ('end') when the failover detector's
     // +switch-master arrives while it is already reconnecting (the reconnect is aborted):
     // start again, until the app closes.
     redis.on('end', () => {
       if (closing) return
       fastify.log.warn('redis connection ended; connecting again')
-      setTimeout(() => { if (!closing) redis.connect().catch(() => {}) }, 500).unref()
+      setTimeout(() => { if (!closing) (redis as Redis).connect().catch(() => {}) }, 500).unref()
     })
   }
   // QUIT cannot be sent while Redis is unreachable (no offline queue): then just drop the socket.
