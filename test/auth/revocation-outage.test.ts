@@ -100,7 +100,7 @@ async function waitReady (t: Test, app: FastifyInstance) {
 async function restartFromSnapshot (t: Test, s: Setup, sessionId: string, userId: string, proxyCut = false) {
   await s.redis.kill()
   await s.redis.start()
-  const [session, state] = await s.redis.command((c) => c.mget(`${s.prefix}s:${sessionId}`, `${s.prefix}u:${userId}`))
+  const [session, state] = await s.redis.command((c) => c.mget(`${s.prefix}{${userId}}:s:${sessionId}`, `${s.prefix}{${userId}}:u`))
   t.match(session, /^a:/, 'the snapshot brought back the session entry from before the revocation')
   t.match(state, /"a":true/, 'and the user entry saying the user is active')
   if (proxyCut) await s.proxy.start()
