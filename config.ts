@@ -30,6 +30,11 @@ export const ConfigSchema = Type.Object({
   DB_CONNECT_TIMEOUT_SECONDS: Int(5, 'Longest wait for a new PostgreSQL connection; past it the request fails with 503', 1, 120),
   DB_MIGRATE_ON_START: Bool(true, 'Apply migrations and default data at start (PostgreSQL; the embedded database always does). Set false when a one-shot migrate job does it'),
   REDIS_URL: OptStr('Redis URL; unset = in-process store (single instance only)'),
+  REDIS_SENTINELS: OptStr('Comma-separated host:port of Redis Sentinels; with REDIS_SENTINEL_NAME the master is found (and followed across failovers) through them. Instead of REDIS_URL'),
+  REDIS_SENTINEL_NAME: OptStr('Name the Sentinels monitor the master under (the name in their sentinel monitor line); required with REDIS_SENTINELS'),
+  REDIS_SENTINEL_PASSWORD: OptStr('Password of the Sentinels themselves (their requirepass), when they have one'),
+  REDIS_CLUSTER_NODES: OptStr('Comma-separated host:port of some Redis Cluster nodes (the others are discovered); instead of REDIS_URL and REDIS_SENTINELS'),
+  REDIS_PASSWORD: OptStr('Password of the Redis servers reached through REDIS_SENTINELS or REDIS_CLUSTER_NODES (REDIS_URL carries its own)'),
   REDIS_COMMAND_TIMEOUT_MS: Int(2000, 'A Redis command unanswered this long fails (and security checks fail closed)', 100, 60000),
   REDIS_KEY_PREFIX: Str('', 'Prefix of every Redis key (lets several deployments or test files share one Redis)'),
   JWT_SECRET_KEY: OptStr('HMAC secret for tokens and OTP hashes (32+ chars); alias JWT_SECRET; generated into DATA_DIR when unset outside production'),
@@ -161,6 +166,7 @@ function productionProblems (config: AppConfig): string[] {
   if (config.SHUTDOWN_DRAIN_MS >= config.SHUTDOWN_GRACE_MS) problems.push('SHUTDOWN_DRAIN_MS: must be below SHUTDOWN_GRACE_MS (the drain is part of the graceful shutdown, which also closes the pools)')
   if (config.ACTIVITY_RETENTION_DAYS > 0 && config.ACTIVITY_RETENTION_DAYS < config.ACTIVITY_MIN_RETENTION_DAYS) problems.push('ACTIVITY_RETENTION_DAYS: must be 0 (keep everything) or at least ACTIVITY_MIN_RETENTION_DAYS')
   if (config.HEADERS_TIMEOUT_MS > config.REQUEST_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS (Node refuses it)')
+  problems.push(...redisProblems(config))
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
   // The API's own password policy: a bootstrap admin gets no password a user could not choose.
   if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined) {
@@ -172,9 +178,31 @@ function productionProblems (config: AppConfig): string[] {
   if (!config.JWT_SECRET_KEY) problems.push('JWT_SECRET_KEY: required in production (32+ random characters)')
   if (config.DEBUG_MODE) problems.push('DEBUG_MODE: must be off in production')
   if (config.UPLOAD_URL_ALLOW_LOOPBACK) problems.push('UPLOAD_URL_ALLOW_LOOPBACK: must be off in production (it lets URL uploads reach this host)')
-  if (config.CLUSTER_MODE && !config.REDIS_URL) problems.push('REDIS_URL: required in production cluster mode (the in-process store is not shared between instances)')
+  if (config.CLUSTER_MODE && !redisConfigured(config)) problems.push('REDIS_URL: required in production cluster mode, or REDIS_SENTINELS or REDIS_CLUSTER_NODES (the in-process store is not shared between instances)')
   if (config.CLUSTER_MODE && !config.DATABASE_URL) problems.push('DATABASE_URL: required in production cluster mode (the embedded database is single-process)')
   if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined && config.BOOTSTRAP_ADMIN_PASSWORD.length < 12) problems.push('BOOTSTRAP_ADMIN_PASSWORD: at least 12 characters in production')
+  return problems
+}
+
+/** Whether a Redis is configured (one server, Sentinels or a cluster) rather than the in-process store. */
+export const redisConfigured = (config: AppConfig) => Boolean(config.REDIS_URL || config.REDIS_SENTINELS || config.REDIS_CLUSTER_NODES)
+
+const HOST_PORTS = /^\s*(?:\[[^\]]+\]|[^:\s,]+):\d{1,5}\s*(?:,\s*(?:\[[^\]]+\]|[^:\s,]+):\d{1,5}\s*)*$/
+
+/** One Redis topology at a time, each with what it needs. */
+function redisProblems (config: AppConfig): string[] {
+  const problems: string[] = []
+  const chosen = (['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const).filter((name) => config[name])
+  if (chosen.length > 1) problems.push(`${chosen.join(', ')}: set only one of REDIS_URL (one server), REDIS_SENTINELS (Sentinel) or REDIS_CLUSTER_NODES (Redis Cluster)`)
+  for (const name of ['REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const) {
+    const value = config[name]
+    if (value && !HOST_PORTS.test(value)) problems.push(`${name}: must be a comma-separated list of host:port (got ${JSON.stringify(value)})`)
+  }
+  if (config.REDIS_SENTINELS && !config.REDIS_SENTINEL_NAME) problems.push('REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the name the Sentinels monitor the master under)')
+  if (!config.REDIS_SENTINELS && (config.REDIS_SENTINEL_NAME || config.REDIS_SENTINEL_PASSWORD)) problems.push('REDIS_SENTINEL_NAME, REDIS_SENTINEL_PASSWORD: only with REDIS_SENTINELS')
+  if (config.REDIS_PASSWORD && !config.REDIS_SENTINELS && !config.REDIS_CLUSTER_NODES) problems.push('REDIS_PASSWORD: only with REDIS_SENTINELS or REDIS_CLUSTER_NODES (put the password in REDIS_URL)')
+  // A brace in the prefix would become every key's hash tag: all keys in one cluster slot.
+  if (config.REDIS_CLUSTER_NODES && /[{}]/.test(config.REDIS_KEY_PREFIX)) problems.push('REDIS_KEY_PREFIX: must not contain { or } with REDIS_CLUSTER_NODES (it would put every key in one slot)')
   return problems
 }
 

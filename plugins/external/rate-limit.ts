@@ -8,7 +8,8 @@ import { AppError } from '../../schemas/errors.ts'
  * TRUST_PROXY, so a client cannot choose its own bucket. Routes add stricter
  * limits through `config.rateLimit`; probes opt out. When Redis is down the
  * global limit lets requests through (availability); the security-critical
- * counters (lockout, OTP) fail closed in their own code.
+ * counters (lockout, OTP) fail closed in their own code. Each counter is one key
+ * read and written by one script, so it works unchanged on a Redis Cluster.
  */
 export default fp(async (fastify) => {
   await fastify.register(rateLimit, {

@@ -1,10 +1,11 @@
 import fp from 'fastify-plugin'
 import fastifyRedis from '@fastify/redis'
-import { Redis } from 'ioredis'
+import { Cluster, Redis, type RedisOptions } from 'ioredis'
+import type { AppConfig } from '../../config.ts'
 
 /**
  * The key-value store with TTLs behind revocation caches, OTPs, lockouts and
- * counters: Redis when REDIS_URL is set (shared by every instance), otherwise an
+ * counters: Redis when REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES is set (shared by every instance), otherwise an
  * in-process map (one instance only; refused in production cluster mode by config.ts).
  * Redis commands fail fast while Redis is down (no offline queue), so callers can
  * fail closed or fall back to Postgres instead of hanging (SR-41).
@@ -114,7 +115,15 @@ export class MemoryStore implements KeyValueStore {
 
 export class RedisStore implements KeyValueStore {
   readonly kind = 'redis' as const
-  constructor (private readonly redis: Redis) {}
+  private readonly redis: Redis
+  /** Set when the store is a Redis Cluster: the connection stays up while one node fails over. */
+  private readonly cluster?: Cluster
+
+  constructor (client: Redis | Cluster) {
+    this.redis = client as Redis
+    if (client instanceof Cluster) this.cluster = client
+  }
+
   async get (key: string) { return this.redis.get(key) }
   async mget (keys: string[]) { return keys.length === 0 ? [] : this.redis.mget(keys) }
   async set (key: string, value: string, ttlMs?: number) {
@@ -138,17 +147,84 @@ export class RedisStore implements KeyValueStore {
   }
 
   async pttl (key: string) { return this.redis.pttl(key) }
-  async ping () { await this.redis.ping() }
+  async ping () {
+    if (!this.cluster) {
+      await this.redis.ping()
+      return
+    }
+    // Ready only when every master answers: a cluster with a failed master cannot serve its slots.
+    const slots = this.cluster.slots
+    for (let slot = 0; slot < 16384; slot++) if (!slots[slot]?.length) throw new Error(`Redis Cluster slot ${slot} has no node`)
+    await Promise.all(this.cluster.nodes('master').map((node) => node.ping()))
+  }
+
   get connected () { return this.redis.status === 'ready' }
   onConnection (listener: (event: 'lost' | 'ready') => void) {
     this.redis.on('close', () => listener('lost'))
     this.redis.on('ready', () => listener('ready'))
+    if (this.cluster) watchClusterNodes(this.cluster, () => this.serverId(), listener)
   }
 
+  /**
+   * Identifies the server processes: Redis's run_id, which changes when the server restarts
+   * and differs on a promoted replica (Sentinel reconnects to it: 'lost', then 'ready').
+   * In a cluster, the address and run_id of every master: a failover changes it.
+   */
   async serverId () {
-    const info = await this.redis.info('server')
-    return /^run_id:(\w+)/m.exec(info)?.[1] ?? null
+    if (!this.cluster) return runIdOf(await this.redis.info('server'))
+    const masters = this.cluster.nodes('master')
+    if (masters.length === 0) return null
+    const ids = await Promise.all(masters.map(async (node) => `${node.options.host}:${node.options.port}=${runIdOf(await node.info('server'))}`))
+    return ids.sort().join(',')
   }
+}
+
+const runIdOf = (info: string) => /^run_id:(\w+)/m.exec(info)?.[1] ?? null
+
+const CLUSTER_CHECK_MS = 1000
+
+/**
+ * A cluster client stays 'ready' while one master fails and a replica takes its slots,
+ * so the connection events alone do not tell the auth-state cache that a node may now
+ * serve older data. Any node error, removed node or change in the set of masters counts
+ * as a lost connection at once; 'ready' follows when every master answers again (checked
+ * every second), and the cache then compares the masters' run_ids with the recorded ones.
+ */
+function watchClusterNodes (cluster: Cluster, signature: () => Promise<string | null>, listener: (event: 'lost' | 'ready') => void) {
+  const mastersOf = () => cluster.nodes('master').map((node) => `${node.options.host}:${node.options.port}`).sort().join(',')
+  let lost = false
+  let known: string | null = null
+  let masters = ''
+  const lose = () => {
+    if (lost) return
+    lost = true
+    listener('lost')
+  }
+  cluster.on('-node', lose)
+  cluster.on('node error', lose)
+  cluster.on('close', () => { lost = true })
+  cluster.on('ready', () => { lost = false; masters = mastersOf() })
+  cluster.on('refresh', () => {
+    const now = mastersOf()
+    if (masters !== '' && now !== masters) lose()
+    masters = now
+  })
+  let checking = false
+  const timer = setInterval(() => {
+    if (checking || cluster.status !== 'ready') return
+    checking = true
+    signature().then((current) => {
+      if (current === null) return lose()
+      if (current !== known && known !== null) lose()
+      known = current
+      if (lost) {
+        lost = false
+        listener('ready')
+      }
+    }, lose).finally(() => { checking = false })
+  }, CLUSTER_CHECK_MS)
+  timer.unref()
+  cluster.once('end', () => clearInterval(timer))
 }
 
 const COMPARE_AND_SET = `if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -157,15 +233,25 @@ const COMPARE_AND_SET = `if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`
 
-export default fp(async (fastify) => {
-  const { REDIS_URL, REDIS_KEY_PREFIX, REDIS_COMMAND_TIMEOUT_MS } = fastify.config
-  if (!REDIS_URL) {
-    const store = new MemoryStore()
-    fastify.decorate('store', store)
-    fastify.addHook('onClose', async () => store.close())
-    return
-  }
-  const redis = new Redis(REDIS_URL, {
+/** `host:port,host:port` (an IPv6 host in brackets) as ioredis takes node addresses. */
+export function parseHostPorts (list: string): Array<{ host: string, port: number }> {
+  return list.split(',').map((item) => item.trim()).filter(Boolean).map((item) => {
+    const match = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(item)
+    if (!match || Number(match[3]) > 65535) throw new Error(`not host:port: ${JSON.stringify(item)}`)
+    return { host: match[1] ?? match[2], port: Number(match[3]) }
+  })
+}
+
+/**
+ * The ioredis client for the configured topology: REDIS_URL (one server),
+ * REDIS_SENTINELS + REDIS_SENTINEL_NAME (the master Sentinel names; on a failover
+ * ioredis reconnects to the promoted replica), or REDIS_CLUSTER_NODES (a Redis
+ * Cluster: keys are routed by slot, and keys used together share a hash tag).
+ * config.ts refuses any other combination. Null: no Redis (the in-process store).
+ */
+export function createRedisClient (config: AppConfig): Redis | Cluster | null {
+  const { REDIS_URL, REDIS_KEY_PREFIX, REDIS_COMMAND_TIMEOUT_MS, REDIS_PASSWORD } = config
+  const options: RedisOptions = {
     keyPrefix: REDIS_KEY_PREFIX,
     enableOfflineQueue: false,
     // Commands issued in the same event-loop turn leave in one write: a request's
@@ -176,14 +262,74 @@ export default fp(async (fastify) => {
     connectTimeout: 3000,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000)
-  })
+  }
+  if (config.REDIS_CLUSTER_NODES) {
+    const { keyPrefix, enableOfflineQueue, enableAutoPipelining, retryStrategy, ...nodeOptions } = options
+    return new Cluster(parseHostPorts(config.REDIS_CLUSTER_NODES), {
+      keyPrefix,
+      enableOfflineQueue,
+      enableAutoPipelining,
+      clusterRetryStrategy: retryStrategy!,
+      // A failed master's slots move to its replica within the cluster's node timeout;
+      // commands meanwhile fail (and security checks fail closed) rather than wait.
+      maxRedirections: 6,
+      // Topology changes (a promoted replica) are learnt even when no command fails.
+      slotsRefreshInterval: 2000,
+      retryDelayOnFailover: 200,
+      retryDelayOnClusterDown: 200,
+      redisOptions: { ...nodeOptions, ...(REDIS_PASSWORD ? { password: REDIS_PASSWORD } : {}) }
+    })
+  }
+  if (config.REDIS_SENTINELS) {
+    return new Redis({
+      ...options,
+      sentinels: parseHostPorts(config.REDIS_SENTINELS),
+      name: config.REDIS_SENTINEL_NAME!,
+      ...(config.REDIS_SENTINEL_PASSWORD ? { sentinelPassword: config.REDIS_SENTINEL_PASSWORD } : {}),
+      ...(REDIS_PASSWORD ? { password: REDIS_PASSWORD } : {}),
+      // After a failover the old master may come back as a replica: a READONLY error
+      // makes ioredis ask the Sentinels again instead of writing to it.
+      reconnectOnError: (error: Error) => error.message.startsWith('READONLY'),
+      sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 200, 2000),
+      // Listens for the Sentinels' +switch-master and reconnects at once, rather than
+      // when the dead master's socket finally errors.
+      failoverDetector: true
+    })
+  }
+  if (REDIS_URL) return new Redis(REDIS_URL, options)
+  return null
+}
+
+export default fp(async (fastify) => {
+  const redis = createRedisClient(fastify.config)
+  if (!redis) {
+    const store = new MemoryStore()
+    fastify.decorate('store', store)
+    fastify.addHook('onClose', async () => store.close())
+    return
+  }
   redis.on('error', (error: Error) => fastify.log.warn({ err: error }, 'redis error'))
+  if (redis instanceof Cluster) redis.on('node error', (error: Error, node: string) => fastify.log.warn({ err: error, node }, 'redis cluster node error'))
   // @fastify/redis waits for the connection and decorates `fastify.redis`; closing is ours (below).
   await fastify.register(fastifyRedis, { client: redis as never, closeClient: false })
+  let closing = false
+  if (fastify.config.REDIS_SENTINELS) {
+    // ioredis gives a connection up for good ('end') when the failover detector's
+    // +switch-master arrives while it is already reconnecting (the reconnect is aborted):
+    // start again, until the app closes.
+    redis.on('end', () => {
+      if (closing) return
+      fastify.log.warn('redis connection ended; connecting again')
+      setTimeout(() => { if (!closing) (redis as Redis).connect().catch(() => {}) }, 500).unref()
+    })
+  }
   // QUIT cannot be sent while Redis is unreachable (no offline queue): then just drop the socket.
+  // disconnect() after QUIT closes what QUIT leaves open: the failover detector's Sentinel
+  // connections, which would otherwise keep reconnecting and hold the process open.
   fastify.addHook('onClose', async () => {
-    if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect())
-    else redis.disconnect()
+    closing = true
+    if (redis.status === 'ready') await redis.quit().catch(() => {})
+    redis.disconnect()
   })
   fastify.decorate('store', new RedisStore(redis))
 }, { name: 'store' })

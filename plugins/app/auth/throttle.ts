@@ -67,7 +67,10 @@ export default fp(async (fastify) => {
     },
     async clearFailures (account) {
       const id = keyOf(account)
-      await store.del(`fail:${id}`, `lock:${id}`)
+      // One key per command (a cluster may keep them on different nodes); the count first,
+      // so an attempt between the two still finds the lock.
+      await store.del(`fail:${id}`)
+      await store.del(`lock:${id}`)
     }
   }
   fastify.decorate('throttle', throttle)

@@ -51,7 +51,7 @@ export interface AuthStateService {
    */
   permissionsChanged: (userIds: string[]) => Promise<void>
   /** Writes the revocation of these sessions into the cache (their rows are already revoked or deleted). */
-  markRevoked: (sessionIds: readonly string[]) => Promise<void>
+  markRevoked: (sessions: ReadonlyArray<{ id: string, userId: string }>) => Promise<void>
 }
 
 declare module 'fastify' {
@@ -61,8 +61,9 @@ declare module 'fastify' {
 const REVOKED = 'r'
 const PARSED_STATES_MAX = 10_000
 const NO_USER: UserState = { active: false, permissionVersion: -1, lastUpdated: 0, superAdmin: false, permissions: [], language: 'en' }
-const sessionKey = (sid: string) => `s:${sid}`
-const userKey = (uid: string) => `u:${uid}`
+// The user id is the Redis Cluster hash tag: a request's MGET of session and user is one slot.
+const sessionKey = (uid: string, sid: string) => `{${uid}}:s:${sid}`
+const userKey = (uid: string) => `{${uid}}:u`
 
 const encode = (state: UserState, generation: number) => `${generation}:${JSON.stringify({
   a: state.active, pv: state.permissionVersion, lu: state.lastUpdated, su: state.superAdmin, p: state.permissions, l: state.language
@@ -143,9 +144,9 @@ export default fp(async (fastify) => {
     return refresh(userId)
   }
 
-  async function markRevoked (sessionIds: readonly string[]) {
-    if (sessionIds.length === 0) return
-    await writeOrDistrust(Promise.all(sessionIds.map((sid) => store.set(sessionKey(sid), REVOKED, revokedMs))), 'revocation')
+  async function markRevoked (sessions: ReadonlyArray<{ id: string, userId: string }>) {
+    if (sessions.length === 0) return
+    await writeOrDistrust(Promise.all(sessions.map((s) => store.set(sessionKey(s.userId, s.id), REVOKED, revokedMs))), 'revocation')
   }
 
   async function permissionsChanged (userIds: string[]) {
@@ -164,7 +165,7 @@ export default fp(async (fastify) => {
     let cachedUser: string | null = null
     if (trusted >= 0) {
       try {
-        [cachedSession, cachedUser] = await store.mget([sessionKey(sessionId), userKey(userId)])
+        [cachedSession, cachedUser] = await store.mget([sessionKey(userId, sessionId), userKey(userId)])
       } catch (err) {
         // The cache is down: ask Postgres (never fail open). If Postgres is down too, the request gets 503.
         fastify.log.warn({ err }, 'auth state cache unavailable; using Postgres')
@@ -181,7 +182,7 @@ export default fp(async (fastify) => {
         const entry = active ? `a:${row.expires_at.getTime()}:${trusted}` : REVOKED
         const ttl = Math.max(active ? Math.min(cacheMs, row.expires_at.getTime() - now()) : revokedMs, 1000)
         // NX, or replacing only the stale entry that was read: a revocation written meanwhile is never overwritten.
-        const write = cachedSession === null ? store.setNx(sessionKey(sessionId), entry, ttl) : store.compareAndSet(sessionKey(sessionId), cachedSession, entry, ttl)
+        const write = cachedSession === null ? store.setNx(sessionKey(userId, sessionId), entry, ttl) : store.compareAndSet(sessionKey(userId, sessionId), cachedSession, entry, ttl)
         await write.catch(() => {})
       }
       if (!active) throw new AppError('AUTH_SESSION_REVOKED')
