@@ -1,7 +1,7 @@
 import t from 'tap'
 import { languages } from '../../i18n/index.ts'
 import { otpPurposes, render, escapeHtml, type TemplateName } from '../../plugins/app/notifications/_templates/messages.ts'
-import { maskAddress } from '../../plugins/app/notifications/notify.ts'
+import { maskAddress } from '../../plugins/app/accounts/contact.ts'
 import { channelFor, destinationOf, requireProof, secondsToNextUtcDay } from '../../plugins/app/auth/otp.ts'
 
 const templates: TemplateName[] = ['otp', 'signup_attempt', 'password_changed', 'password_set', 'password_reset', 'email_changed', 'phone_changed', 'new_device']

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
-import { eq } from 'drizzle-orm'
+import { unlinkActor } from '../activity/writer.ts'
 import type { Static } from '@sinclair/typebox'
-import { activityLog, media, profileAccessibilities, session, themes, type Media, type NewUser, type User } from '../../../db/schema/index.ts'
+import { profileAccessibilities, themes, type Media, type NewUser, type User } from '../../../db/schema/index.ts'
 import { isSupportedLanguage, languages } from '../../../i18n/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { PublicProfileSchema } from '../../../schemas/user.ts'
@@ -9,7 +9,7 @@ import type { AccountClosedSchema, SettingsSchema } from '../../../schemas/setti
 import { hasPermissions } from '../auth/authenticate.ts'
 import type { Caller } from '../auth/caller.ts'
 import { requireActor } from '../access-control/rules.ts'
-import { canonicalTimeZone } from './time-zone.ts'
+import { canonicalTimeZone } from '../../../schemas/time-zone.ts'
 import { toPublicUser, type PublicUser } from './users.ts'
 
 /**
@@ -207,15 +207,14 @@ export default fp(async (fastify) => {
       const outcome = await db.transaction(async (tx) => {
         const guard = await fastify.groupRepository.lockSuperAdmins(tx)
         await guard.assertOneRemains([userId])
-        const sessions = await tx.delete(session).where(eq(session.user_id, userId)).returning({ id: session.session_id })
+        // The session rows go, and their revocations reach the shared cache at once.
+        const revoked = await fastify.sessions.deleteAllForUser(userId, { tx })
         await fastify.groupRepository.removeAllMemberships(userId, tx)
-        await tx.update(activityLog).set({ user_id: null }).where(eq(activityLog.user_id, userId))
+        await unlinkActor(tx, userId)
         await users.anonymise(userId, tx)
-        const files = await tx.select().from(media).where(eq(media.user_id, userId))
-        return { sessionIds: sessions.map((s) => s.id), files }
+        const files = await fastify.uploads.ownedBy(userId, tx)
+        return { revoked, files }
       })
-      // The rows are gone; these calls write the revocations into the shared cache at once.
-      await Promise.all(outcome.sessionIds.map((sid) => fastify.sessions.revoke(sid, 'account_deleted')))
       await fastify.sessions.refreshUserState(userId)
       const removal = await removeFiles(outcome.files)
       await fastify.audit(caller, {
@@ -225,12 +224,12 @@ export default fp(async (fastify) => {
         userId: null,
         sessionId: null,
         targetUserId: userId,
-        metadata: { revoked_sessions: outcome.sessionIds.length, files_deleted: removal.deleted, files_pending: removal.pending }
+        metadata: { revoked_sessions: outcome.revoked, files_deleted: removal.deleted, files_pending: removal.pending }
       })
       // Requests of this user still in flight during the transaction may have queued rows naming them since.
       await fastify.activity.flush()
-      await db.update(activityLog).set({ user_id: null }).where(eq(activityLog.user_id, userId))
-      return { user_id: userId, status: 'deleted', revoked_sessions: outcome.sessionIds.length, files_deleted: removal.deleted, files_pending: removal.pending }
+      await unlinkActor(db, userId)
+      return { user_id: userId, status: 'deleted', revoked_sessions: outcome.revoked, files_deleted: removal.deleted, files_pending: removal.pending }
     }
   }
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import Tinypool from 'tinypool'
+import { workerEntry } from '../http/worker-pool.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { ProfilePictureResult, ProfilePictureTask, Undecodable } from '../../../workers/image.ts'
 
@@ -20,12 +21,8 @@ declare module 'fastify' {
   interface FastifyInstance { images: ImageService }
 }
 
-// The same arrangement as plugins/app/auth/passwords.ts: from sources, a shim loads the
-// .ts worker through tsx; the build runs dist/workers/image.js.
-const fromSource = import.meta.url.endsWith('.ts')
-const workerOptions = fromSource
-  ? { filename: new URL('../../../workers/image.dev.mjs', import.meta.url).href, execArgv: [] }
-  : { filename: new URL('../../../workers/image.js', import.meta.url).href }
+// workers/image.ts, through its .mjs shim when running from sources (http/worker-pool.ts).
+const workerOptions = workerEntry('image')
 
 // Enough for a 50-megapixel photo; a decompression bomb declares far more.
 const MAX_INPUT_PIXELS = 50_000_000

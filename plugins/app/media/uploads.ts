@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { Readable } from 'node:stream'
 import fp from 'fastify-plugin'
 import { and, count, desc, eq, inArray, lt, or, sql, type SQL } from 'drizzle-orm'
-import { media, user, type Media, type MediaPurpose } from '../../../db/schema/index.ts'
+import { media, type Media, type MediaPurpose } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { decodeCursor as decodeCursorOf, encodeCursor as encodeCursorOf, isTimestamp, isUuid } from '../../../schemas/cursor.ts'
 import type { MediaView } from '../../../schemas/media.ts'
@@ -67,6 +67,8 @@ export interface UploadService {
    * Rows whose object could not be deleted stay, so nothing is orphaned; `failed` counts them.
    */
   removeAllForUser: (userId: string) => Promise<{ deleted: number, failed: number }>
+  /** Every file row of a user (account deletion, inside its transaction). */
+  ownedBy: (userId: string, tx?: Database) => Promise<Media[]>
 }
 
 declare module 'fastify' {
@@ -181,7 +183,7 @@ export default fp(async (fastify) => {
     try {
       return await db().transaction(async (tx) => {
         if (quota > 0) {
-          await tx.select({ id: user.user_id }).from(user).where(eq(user.user_id, input.ownerId)).for('update')
+          await fastify.users.lock(tx, input.ownerId)
           const used = await usedBytesOf(tx, input.ownerId)
           if (used + size > quota) throw overQuota(quota, used)
         }
@@ -279,11 +281,7 @@ export default fp(async (fastify) => {
     const pictureCleared = await db().transaction(async (tx) => {
       await tx.delete(media).where(and(eq(media.user_id, row.user_id), inArray(media.object_key, keys)))
       if (!isPicture) return false
-      const cleared = await tx.update(user)
-        .set({ profile_picture_url: null, profile_picture_key: null, last_updated: now() })
-        .where(and(eq(user.user_id, row.user_id), eq(user.profile_picture_key, keys[0])))
-        .returning({ id: user.user_id })
-      return cleared.length > 0
+      return await fastify.users.clearProfilePicture(row.user_id, keys[0], tx)
     })
     if (pictureCleared) await fastify.sessions.refreshUserState(row.user_id)
     return { objectMissing }
@@ -326,11 +324,11 @@ export default fp(async (fastify) => {
     let previousKey: string | null
     try {
       previousKey = await db().transaction(async (tx) => {
-        const [current] = await tx.select({ key: user.profile_picture_key }).from(user).where(eq(user.user_id, userId)).for('update')
+        const current = await fastify.users.lock(tx, userId)
         if (!current) throw new AppError('USER_NOT_FOUND')
         await tx.insert(media).values([row(mainKey, picture), row(thumbKey, thumbnail)])
-        await tx.update(user).set({ profile_picture_url: pictureUrl, profile_picture_key: mainKey, last_updated: now() }).where(eq(user.user_id, userId))
-        return current.key
+        await fastify.users.update(userId, { profile_picture_url: pictureUrl, profile_picture_key: mainKey }, tx)
+        return current.profile_picture_key
       })
     } catch (error) {
       await discard([mainKey, thumbKey])
@@ -378,5 +376,7 @@ export default fp(async (fastify) => {
 
   const usedBytes = (ownerId: string) => usedBytesOf(db(), ownerId)
 
-  fastify.decorate('uploads', { limits, maxBytes, ingest, usedBytes, readSmall, view, list, findById, remove, setProfilePicture, removeAllForUser })
-}, { name: 'uploads', dependencies: ['db', 'storage', 'images', 'sessions'] })
+  const ownedBy = (userId: string, tx: Database = db()) => tx.select().from(media).where(eq(media.user_id, userId))
+
+  fastify.decorate('uploads', { limits, maxBytes, ingest, usedBytes, readSmall, view, list, findById, remove, setProfilePicture, removeAllForUser, ownedBy })
+}, { name: 'uploads', dependencies: ['db', 'storage', 'images', 'sessions', 'users'] })

@@ -90,14 +90,6 @@ interface Transport {
   close?: () => void
 }
 
-/** "a***@example.com", "+33******78": enough to recognise an address, not to harvest it. */
-export function maskAddress (value: string): string {
-  const at = value.lastIndexOf('@')
-  if (at > 0) return `${value[0]}***${value.slice(at)}`
-  if (value.length <= 5) return '*'.repeat(value.length)
-  return value.slice(0, 3) + '*'.repeat(value.length - 5) + value.slice(-2)
-}
-
 function scrub (text: string, secrets: readonly string[]): string {
   let out = text
   for (const secret of secrets) if (secret) out = out.split(secret).join('[redacted]')

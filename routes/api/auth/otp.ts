@@ -8,6 +8,7 @@ import {
   VerifyContactBody, VerifyOtpBody
 } from '../../../schemas/otp.ts'
 import { requirePhone } from '../../../plugins/app/auth/otp.ts'
+import { normalizeEmail } from '../../../plugins/app/accounts/contact.ts'
 import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['auth']
@@ -97,7 +98,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     // The tight budget lives in the shared store and fails closed, so no instance or outage widens it.
     await fastify.throttle.limit('availability', request.ip, config.AVAILABILITY_RATE_LIMIT_PER_IP, 60_000)
     const query = {
-      ...(body.email !== undefined ? { email: body.email.trim().toLowerCase() } : {}),
+      ...(body.email !== undefined ? { email: normalizeEmail(body.email) } : {}),
       ...(body.phone_number !== undefined ? { phone_number: requirePhone(body.phone_number) } : {}),
       ...(body.user_name !== undefined ? { user_name: body.user_name } : {})
     }
