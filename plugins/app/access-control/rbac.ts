@@ -49,6 +49,7 @@ export interface GroupView {
   description: string | null
   is_system: boolean
   is_active: boolean
+  require_mfa: boolean
   permissions: string[]
   member_count: number
   created_at: string
@@ -71,8 +72,8 @@ export interface UserPermissionsView {
 }
 
 export interface PermissionInput { codename: string, name: string, category: string, description?: string | null }
-export interface GroupInput { codename: string, name: string, description?: string | null, is_active?: boolean, permissions?: string[] }
-export interface GroupChanges { codename?: string, name?: string, description?: string | null, is_active?: boolean }
+export interface GroupInput { codename: string, name: string, description?: string | null, is_active?: boolean, require_mfa?: boolean, permissions?: string[] }
+export interface GroupChanges { codename?: string, name?: string, description?: string | null, is_active?: boolean, require_mfa?: boolean }
 export type MembershipAction = 'set' | 'add' | 'remove'
 
 /** Held inside a transaction that may shrink the set of active super admins. */
@@ -210,6 +211,7 @@ export default fp(async (fastify) => {
       description: g.description,
       is_system: g.is_system,
       is_active: g.is_active,
+      require_mfa: g.require_mfa,
       permissions: (perms.get(g.group_id) ?? []).map((p) => p.codename),
       member_count: counts.find((c) => c.groupId === g.group_id)?.members ?? 0,
       created_at: iso(g.created_at),
@@ -383,6 +385,7 @@ export default fp(async (fastify) => {
             name: input.name,
             description: input.description ?? null,
             is_active: input.is_active ?? true,
+            require_mfa: input.require_mfa ?? false,
             is_system: false,
             created_at: at,
             last_updated: at
@@ -421,7 +424,9 @@ export default fp(async (fastify) => {
           }
           await tx.update(group).set({ ...changes, last_updated: now() }).where(eq(group.group_id, id))
           const activityChanged = changes.is_active !== undefined && changes.is_active !== before.is_active
-          return { before, affected: activityChanged ? await memberIds(tx, id) : [] }
+          // require_mfa is part of the members' cached state: it applies on their next request.
+          const mfaChanged = changes.require_mfa !== undefined && changes.require_mfa !== before.require_mfa
+          return { before, affected: activityChanged || mfaChanged ? await memberIds(tx, id) : [] }
         })
       } catch (error) {
         throw uniqueConflict(error, { group_codename_key: 'codename', group_name_key: 'name' }) ?? error

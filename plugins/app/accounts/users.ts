@@ -17,6 +17,8 @@ export interface UserAuthState {
   superAdmin: boolean
   permissions: string[]
   language: string
+  /** Member of an active require_mfa group without a verified factor. */
+  mfaEnrolmentRequired: boolean
 }
 
 export interface UserRepository {
@@ -111,7 +113,9 @@ export default fp(async (fastify) => {
       inner join "group_permission" gp on gp.group_id = g.group_id
       inner join "permission" p on p.permission_id = gp.permission_id
       where ug.user_id = "user"."user_id"), '[]'::jsonb)`,
-    super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`
+    super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`,
+    mfa_enrolment_required: sql<boolean>`(exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.require_mfa)
+      and not exists(select 1 from "mfa_factor" f where f.user_id = "user"."user_id" and f.status = 'verified'))`
   }).from(user).where(eq(user.user_id, id)).prepare('user_state')
   // Every login: last_login only (not last_updated: the profile snapshots in session tokens stay current).
   const recordLogin = db.update(user).set({ last_login: sql`${sql.placeholder('at')}::timestamptz` })
@@ -139,7 +143,8 @@ export default fp(async (fastify) => {
         lastUpdated: row.last_updated.getTime(),
         superAdmin: row.super_admin,
         permissions: [...row.permissions].sort(),
-        language: row.language
+        language: row.language,
+        mfaEnrolmentRequired: row.mfa_enrolment_required
       }
     },
 
