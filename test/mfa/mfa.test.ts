@@ -3,6 +3,7 @@ import { eq } from 'drizzle-orm'
 import { generate } from 'otplib'
 import type { FastifyInstance } from 'fastify'
 import { build } from '../helpers/build.ts'
+import { readOutbox } from '../helpers/otp.ts'
 import { bearer, createUser, defaultPassword, login } from '../helpers/users.ts'
 import { group, mfaFactor, mfaRecoveryCode } from '../../db/schema/index.ts'
 
@@ -221,4 +222,21 @@ t.test('admin reset: manage_users removes a user\'s factors; others get 403', as
   t.equal((await app.db.select().from(mfaRecoveryCode).where(eq(mfaRecoveryCode.user_id, u.user_id))).length, 0)
   const res = await passwordStep(app, u.email!)
   t.ok(res.json().data.access_token, 'the user logs in with the password alone again')
+})
+
+t.test('security notices on enrolment, recovery-code use and removal', async (t) => {
+  const app = await app0()
+  const { u, recoveryCodes } = await enrolled(app)
+  const ticket = (await passwordStep(app, u.email!)).json().data.mfa_ticket
+  t.equal((await challenge(app, ticket, recoveryCodes[2])).statusCode, 200)
+  const admin = await createUser(app, { groups: ['super_admin'] })
+  const adminToken = (await login(app, admin.email!)).access_token
+  t.equal((await app.inject({ method: 'DELETE', url: `${api}/users/${u.user_id}/mfa`, headers: bearer(adminToken) })).statusCode, 200)
+  await app.notify.settled()
+  const sent = readOutbox(app).filter((m) => m.to === u.email).map((m) => m.template)
+  t.ok(sent.includes('mfa_enabled'), 'enrolment')
+  t.ok(sent.includes('mfa_recovery_code_used'), 'recovery code use')
+  t.ok(sent.includes('mfa_removed'), 'removal')
+  const used = readOutbox(app).find((m) => m.to === u.email && m.template === 'mfa_recovery_code_used')
+  t.match(used?.text, /9 unused codes/, 'the notice says how many codes are left')
 })
