@@ -3,7 +3,7 @@ import { eq } from 'drizzle-orm'
 import { generate } from 'otplib'
 import type { FastifyInstance } from 'fastify'
 import { build } from '../helpers/build.ts'
-import { readOutbox } from '../helpers/otp.ts'
+import { lastCode, readOutbox } from '../helpers/otp.ts'
 import { bearer, createUser, defaultPassword, login } from '../helpers/users.ts'
 import { group, mfaFactor, mfaRecoveryCode } from '../../db/schema/index.ts'
 
@@ -158,6 +158,8 @@ t.test('aal1 tokens cannot change the password of an enrolled account; aal2 toke
   const refused = await change(access)
   t.equal(refused.statusCode, 403)
   t.equal(refused.json().error.code, 'MFA_STEP_UP_REQUIRED')
+  const email = await app.inject({ method: 'POST', url: `${api}/settings/change-email`, headers: bearer(access), payload: { new_email: `moved-${u.user_id.slice(0, 8)}@example.com` } })
+  t.equal(email.json().error.code, 'MFA_STEP_UP_REQUIRED', 'an email change needs aal2 too')
   const factors = await app.inject({ method: 'GET', url: `${api}/auth/mfa`, headers: bearer(access) })
   const factorId = factors.json().data.factors[0].factor_id
   const remove = await app.inject({ method: 'DELETE', url: `${api}/auth/mfa/${factorId}`, headers: bearer(access) })
@@ -239,4 +241,18 @@ t.test('security notices on enrolment, recovery-code use and removal', async (t)
   t.ok(sent.includes('mfa_removed'), 'removal')
   const used = readOutbox(app).find((m) => m.to === u.email && m.template === 'mfa_recovery_code_used')
   t.match(used?.text, /9 unused codes/, 'the notice says how many codes are left')
+})
+
+t.test('a one-time-password login of an enrolled account answers the MFA ticket too; amr records otp', async (t) => {
+  const app = await app0()
+  const { u, secret } = await enrolled(app)
+  const sent = await app.inject({ method: 'POST', url: `${api}/auth/send-one-time-password`, payload: { email: u.email, purpose: 'login' } })
+  t.equal(sent.statusCode, 200, sent.body)
+  const res = await app.inject({ method: 'POST', url: `${api}/auth/login-with-otp`, payload: { email: u.email, otp: lastCode(app, u.email!, 'login') } })
+  t.equal(res.statusCode, 200, res.body)
+  t.equal(res.json().data.mfa_required, true)
+  t.notOk(res.json().data.access_token)
+  nextStep()
+  const done = await challenge(app, res.json().data.mfa_ticket, await codeAt(secret))
+  t.same(claims(done.json().data.access_token).amr, ['otp', 'totp'])
 })
