@@ -52,6 +52,7 @@ export const GroupSchema = Type.Object({
   description: Nullable(Type.String()),
   is_system: Type.Boolean({ description: 'A built-in group: only super admins change it, nobody deletes it' }),
   is_active: Type.Boolean({ description: 'An inactive group grants nothing and cannot be assigned' }),
+  require_mfa: Type.Boolean({ description: 'Members without a second factor get 403 MFA_ENROLMENT_REQUIRED on everything but enrolment, logout and token-info' }),
   permissions: Type.Array(Type.String(), { description: 'Codenames of the permissions the group grants' }),
   member_count: Type.Integer(),
   ...timestamps
@@ -62,6 +63,7 @@ export const GroupCreateBody = StrictObject({
   name: Name,
   description: Type.Optional(Description),
   is_active: Type.Optional(Type.Boolean({ default: true })),
+  require_mfa: Type.Optional(Type.Boolean({ default: false, description: 'Members must enrol a second factor' })),
   permissions: Type.Optional(Type.Array(Reference, { maxItems: 500, uniqueItems: true, description: 'Permissions to grant (ids or codenames); you must hold each of them' }))
 }, { $id: 'GroupCreateRequest' })
 
@@ -69,7 +71,8 @@ export const GroupUpdateBody = StrictObject({
   codename: Type.Optional(Codename),
   name: Type.Optional(Name),
   description: Type.Optional(Description),
-  is_active: Type.Optional(Type.Boolean())
+  is_active: Type.Optional(Type.Boolean()),
+  require_mfa: Type.Optional(Type.Boolean({ description: 'Members must enrol a second factor; applies on their next request' }))
 }, { $id: 'GroupUpdateRequest', minProperties: 1, description: 'System groups: super admins only, and their codename and activity never change' })
 
 export const GroupPermissionsBody = StrictObject({

@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { Nullable, StrictObject } from './envelope.ts'
 import { UserSchema } from './user.ts'
 import { ref } from './ref.ts'
+import { MfaRequiredSchema } from './mfa.ts'
 
 // Bounded so a huge value is a fast 400; the real length rules (SR-1) are checked in code, per code point.
 const PasswordInput = Type.String({ minLength: 1, maxLength: 4096, description: 'The password (8-128 characters by default)' })
@@ -27,6 +28,12 @@ export const TokenBundleSchema = Type.Object({
   refresh_expires_in: Type.Integer({ description: 'Seconds until the refresh token expires if unused' }),
   user: ref(UserSchema)
 }, { $id: 'TokenBundle' })
+
+/** A login's answer: the tokens, or (account with a second factor) the MFA ticket to complete it with. */
+export const LoginResultSchema = Type.Union([ref(TokenBundleSchema), ref(MfaRequiredSchema)], {
+  $id: 'LoginResult',
+  description: 'TokenBundle; or, for an account with a second factor, MfaRequired: send its mfa_ticket and a code to P/auth/mfa/challenge'
+})
 
 export const RefreshBody = StrictObject({ refresh_token: Type.String({ minLength: 10, maxLength: 512 }) }, { $id: 'RefreshRequest' })
 
@@ -56,7 +63,7 @@ export const TokenInfoSchema = Type.Object({
   permissions: Type.Optional(Type.Array(Type.String()))
 }, { $id: 'TokenInfo' })
 
-export const authSchemas = [TokenBundleSchema, SessionSchema, TokenInfoSchema, LoginBody, RefreshBody]
+export const authSchemas = [TokenBundleSchema, LoginResultSchema, SessionSchema, TokenInfoSchema, LoginBody, RefreshBody]
 
 /** What services return for these answers: the response schemas' own types, never restated by hand. */
 export type TokenBundleView = Static<typeof TokenBundleSchema>

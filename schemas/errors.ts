@@ -35,6 +35,14 @@ export const errorCodes = {
   AUTH_REAUTH_REQUIRED: { status: 403, description: 'This change needs a fresh login or the current password' },
   AUTH_CURRENT_PASSWORD_INVALID: { status: 400, description: 'The current password is wrong' },
 
+  // Multi-factor authentication
+  MFA_INVALID_CODE: { status: 400, description: 'The authenticator or recovery code is wrong, expired or already used' },
+  MFA_TICKET_INVALID: { status: 401, description: 'The MFA ticket is unknown, expired or used; log in again' },
+  MFA_STEP_UP_REQUIRED: { status: 403, description: 'This change needs a session that proved the second factor (aal2): log in with it again' },
+  MFA_ENROLMENT_REQUIRED: { status: 403, description: 'A group you belong to requires a second factor: enrol one first' },
+  MFA_ALREADY_ENROLLED: { status: 409, description: 'An authenticator app is already enrolled; remove it first' },
+  MFA_FACTOR_NOT_FOUND: { status: 404, description: 'No such factor, or it is not pending confirmation' },
+
   // Passwords
   PASSWORD_TOO_SHORT: { status: 400, description: 'The password is shorter than the minimum length' },
   PASSWORD_TOO_LONG: { status: 400, description: 'The password is longer than the maximum length' },

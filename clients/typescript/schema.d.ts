@@ -55,7 +55,7 @@ export interface paths {
         put?: never;
         /**
          * OAuth2 password grant (used by Swagger UI's Authorize button)
-         * @description Takes a form or JSON body and answers RFC 6749 bodies (`{ error, error_description }` on failure); other clients use login-with-password.
+         * @description Takes a form or JSON body and answers RFC 6749 bodies (`{ error, error_description }` on failure); other clients use login-with-password. An account with a second factor gets 403 `{ error: "mfa_required", mfa_ticket }`: complete the login with P/auth/mfa/challenge and paste its access token into Authorize → bearerAuth.
          */
         post: operations["issueOAuthToken"];
         delete?: never;
@@ -197,7 +197,7 @@ export interface paths {
         put?: never;
         /**
          * Log in with an email, phone number or user name and a password
-         * @description Answers the tokens of a new session. Failures count towards the account's lockout (429 with Retry-After).
+         * @description Answers the tokens of a new session; for an account with a second factor, an MFA ticket instead (`mfa_required`, complete it with P/auth/mfa/challenge). Failures count towards the account's lockout (429 with Retry-After).
          */
         post: operations["loginWithPassword"];
         delete?: never;
@@ -365,7 +365,7 @@ export interface paths {
         put?: never;
         /**
          * Passwordless login with a code sent for the purpose login
-         * @description Takes the code (or a verification_token from verify-one-time-password) and answers the same tokens as a password login.
+         * @description Takes the code (or a verification_token from verify-one-time-password) and answers the same tokens as a password login (or, for an account with a second factor, the same MFA ticket).
          */
         post: operations["loginWithOneTimePassword"];
         delete?: never;
@@ -491,6 +491,132 @@ export interface paths {
          */
         post: operations["signUp"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your second factors and how many recovery codes are left
+         * @description Requires a signed-in user.
+         *
+         *     Requires a signed-in user.
+         */
+        get: operations["listMfaFactors"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/totp": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start enrolling an authenticator app (TOTP): secret, otpauth:// URI and QR code
+         * @description Creates a pending factor (replacing a pending one); confirm it with P/auth/mfa/totp/verify. 409 MFA_ALREADY_ENROLLED when one is verified.
+         *
+         *     Requires a signed-in user.
+         */
+        post: operations["startTotpEnrolment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/totp/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Confirm the authenticator app with its first code; answers ten recovery codes, shown once
+         * @description Requires a signed-in user.
+         */
+        post: operations["confirmTotpEnrolment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/challenge": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Second step of a login: the MFA ticket and a TOTP or recovery code; answers the tokens (aal2)
+         * @description Wrong codes count towards the account's lockout like wrong passwords (429 with Retry-After); a ticket works once and for five minutes.
+         */
+        post: operations["completeMfaChallenge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/recovery-codes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace your recovery codes (fresh login with the second factor required)
+         * @description 403 AUTH_REAUTH_REQUIRED without a recent login, 403 MFA_STEP_UP_REQUIRED when the session is not aal2.
+         *
+         *     Requires a signed-in user.
+         */
+        post: operations["regenerateRecoveryCodes"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/mfa/{factor_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove one of your factors (a verified one: fresh login with the second factor required)
+         * @description Requires a signed-in user.
+         */
+        delete: operations["removeMfaFactor"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1454,6 +1580,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/{user_id}/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove every second factor and recovery code of a user (after proving their identity out of band)
+         * @description Only super admins reset a super admin (403 PRIVILEGE_ESCALATION). The user is notified; their sessions continue.
+         *
+         *     Requires permission: manage_users.
+         */
+        delete: operations["resetUserMfa"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1492,6 +1640,12 @@ export interface components {
                  *     AUTH_ACCOUNT_LOCKED (429): Too many failed attempts; retry after the Retry-After header
                  *     AUTH_REAUTH_REQUIRED (403): This change needs a fresh login or the current password
                  *     AUTH_CURRENT_PASSWORD_INVALID (400): The current password is wrong
+                 *     MFA_INVALID_CODE (400): The authenticator or recovery code is wrong, expired or already used
+                 *     MFA_TICKET_INVALID (401): The MFA ticket is unknown, expired or used; log in again
+                 *     MFA_STEP_UP_REQUIRED (403): This change needs a session that proved the second factor (aal2): log in with it again
+                 *     MFA_ENROLMENT_REQUIRED (403): A group you belong to requires a second factor: enrol one first
+                 *     MFA_ALREADY_ENROLLED (409): An authenticator app is already enrolled; remove it first
+                 *     MFA_FACTOR_NOT_FOUND (404): No such factor, or it is not pending confirmation
                  *     PASSWORD_TOO_SHORT (400): The password is shorter than the minimum length
                  *     PASSWORD_TOO_LONG (400): The password is longer than the maximum length
                  *     WEAK_PASSWORD (400): The password is on the list of common passwords
@@ -1526,7 +1680,7 @@ export interface components {
                  *     STORAGE_ERROR (502): The storage backend failed
                  * @enum {string}
                  */
-                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "UNSUPPORTED_MEDIA_TYPE" | "UNSUPPORTED_CONTENT_ENCODING" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "DOWNLOAD_LINK_INVALID" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "UPLOAD_QUOTA_EXCEEDED" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
+                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "UNSUPPORTED_MEDIA_TYPE" | "UNSUPPORTED_CONTENT_ENCODING" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "MFA_INVALID_CODE" | "MFA_TICKET_INVALID" | "MFA_STEP_UP_REQUIRED" | "MFA_ENROLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_FACTOR_NOT_FOUND" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "DOWNLOAD_LINK_INVALID" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "UPLOAD_QUOTA_EXCEEDED" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
                 /** @description Translated, human-readable message */
                 message: string;
                 details?: unknown;
@@ -1589,6 +1743,69 @@ export interface components {
             profile_picture_url: string | null;
             profile_accessibility: string;
         };
+        /** @description The answer of a login when the account has a second factor: no tokens until the challenge */
+        MfaRequired: {
+            /** @enum {boolean} */
+            mfa_required: true;
+            /** @description Single use, short-lived: send it to P/auth/mfa/challenge with a code */
+            mfa_ticket: string;
+            /** @description Seconds the ticket stays valid */
+            expires_in: number;
+            /** @description What the challenge accepts */
+            factors: ("totp" | "recovery_code")[];
+        };
+        MfaFactor: {
+            /** Format: uuid */
+            factor_id: string;
+            /** @enum {string} */
+            type: "totp";
+            /**
+             * @description pending: enrolment started, not confirmed with a code yet
+             * @enum {string}
+             */
+            status: "pending" | "verified";
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            verified_at: string | null;
+            /** Format: date-time */
+            last_used_at: string | null;
+        };
+        MfaFactorList: {
+            factors: components["schemas"]["MfaFactor"][];
+            /** @description Unused recovery codes */
+            recovery_codes_remaining: number;
+        };
+        TotpEnrolment: {
+            /** Format: uuid */
+            factor_id: string;
+            /** @description Base32 secret, for manual entry; never shown again once confirmed */
+            secret: string;
+            /** @description otpauth://totp/... URI (RFC 6238, SHA-1, 6 digits, 30 s) */
+            otpauth_uri: string;
+            /** @description The URI as a QR code, a PNG data URL (data:image/png;base64,...) */
+            qr_code: string;
+        };
+        RecoveryCodes: {
+            /** @description Ten single-use codes, shown this once: store them safely */
+            recovery_codes: string[];
+        };
+        TotpConfirmation: {
+            factor: components["schemas"]["MfaFactor"];
+            /** @description Ten single-use codes, shown this once: store them safely */
+            recovery_codes: string[];
+        };
+        TotpVerifyRequest: {
+            /** Format: uuid */
+            factor_id: string;
+            /** @description The current 6-digit code of the authenticator app */
+            code: string;
+        };
+        MfaChallengeRequest: {
+            mfa_ticket: string;
+            /** @description The 6-digit code of the authenticator app, or (challenge only) a recovery code */
+            code: string;
+        };
         TokenBundle: {
             access_token: string;
             session_token: string;
@@ -1605,6 +1822,8 @@ export interface components {
             refresh_expires_in: number;
             user: components["schemas"]["User"];
         };
+        /** @description TokenBundle; or, for an account with a second factor, MfaRequired: send its mfa_ticket and a code to P/auth/mfa/challenge */
+        LoginResult: components["schemas"]["TokenBundle"] | components["schemas"]["MfaRequired"];
         Session: {
             /** Format: uuid */
             session_id: string;
@@ -2234,6 +2453,8 @@ export interface components {
             is_system: boolean;
             /** @description An inactive group grants nothing and cannot be assigned */
             is_active: boolean;
+            /** @description Members without a second factor get 403 MFA_ENROLMENT_REQUIRED on everything but enrolment, logout and token-info */
+            require_mfa: boolean;
             /** @description Codenames of the permissions the group grants */
             permissions: string[];
             member_count: number;
@@ -2249,6 +2470,11 @@ export interface components {
             description?: string | null;
             /** @default true */
             is_active: boolean;
+            /**
+             * @description Members must enrol a second factor
+             * @default false
+             */
+            require_mfa: boolean;
             /** @description Permissions to grant (ids or codenames); you must hold each of them */
             permissions?: string[];
         };
@@ -2259,6 +2485,8 @@ export interface components {
             name?: string;
             description?: string | null;
             is_active?: boolean;
+            /** @description Members must enrol a second factor; applies on their next request */
+            require_mfa?: boolean;
         };
         GroupPermissionsRequest: {
             /** @description The complete new set (ids or codenames); each one added must be held by you */
@@ -2482,6 +2710,10 @@ export interface operations {
                     "application/json": {
                         error: string;
                         error_description: string;
+                        /** @description error mfa_required (403) only: complete the login with P/auth/mfa/challenge */
+                        mfa_ticket?: string;
+                        /** @description error mfa_required only: seconds the ticket stays valid */
+                        expires_in?: number;
                     };
                 };
             };
@@ -2494,6 +2726,10 @@ export interface operations {
                     "application/json": {
                         error: string;
                         error_description: string;
+                        /** @description error mfa_required (403) only: complete the login with P/auth/mfa/challenge */
+                        mfa_ticket?: string;
+                        /** @description error mfa_required only: seconds the ticket stays valid */
+                        expires_in?: number;
                     };
                 };
             };
@@ -2859,7 +3095,7 @@ export interface operations {
                         /** @description Request id, also sent as X-Request-Id */
                         id: string;
                         message: string;
-                        data: components["schemas"]["TokenBundle"];
+                        data: components["schemas"]["LoginResult"];
                         /** Format: date-time */
                         timestamp: string;
                     };
@@ -3330,7 +3566,7 @@ export interface operations {
                         /** @description Request id, also sent as X-Request-Id */
                         id: string;
                         message: string;
-                        data: components["schemas"]["TokenBundle"];
+                        data: components["schemas"]["LoginResult"];
                         /** Format: date-time */
                         timestamp: string;
                     };
@@ -3637,6 +3873,303 @@ export interface operations {
                         id: string;
                         message: string;
                         data: components["schemas"]["TokenBundle"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listMfaFactors: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["MfaFactorList"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    startTotpEnrolment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["TotpEnrolment"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    confirmTotpEnrolment: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TotpVerifyRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["TotpConfirmation"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    completeMfaChallenge: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MfaChallengeRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["TokenBundle"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    regenerateRecoveryCodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["RecoveryCodes"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    removeMfaFactor: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                factor_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: {
+                            /** Format: uuid */
+                            factor_id: string;
+                            /** @enum {boolean} */
+                            removed: true;
+                        };
                         /** Format: date-time */
                         timestamp: string;
                     };
@@ -6221,6 +6754,59 @@ export interface operations {
                         id: string;
                         message: string;
                         data: components["schemas"]["User"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    resetUserMfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: {
+                            /** Format: uuid */
+                            user_id: string;
+                            removed_factors: number;
+                        };
                         /** Format: date-time */
                         timestamp: string;
                     };

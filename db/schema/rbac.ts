@@ -22,6 +22,8 @@ export const group = pgTable('group', {
   description: text('description'),
   is_system: boolean('is_system').notNull().default(false),
   is_active: boolean('is_active').notNull().default(true),
+  // Members without a verified second factor are refused everything but enrolment (MFA_ENROLMENT_REQUIRED).
+  require_mfa: boolean('require_mfa').notNull().default(false),
   created_at: timestamptz('created_at').notNull().defaultNow(),
   last_updated: timestamptz('last_updated').notNull().defaultNow()
 })

@@ -23,6 +23,9 @@ export const session = pgTable('session', {
   refresh_generation: integer('refresh_generation').notNull().default(0),
   rotated_at: timestamptz('rotated_at'),
   auth_method: text('auth_method', { enum: authMethods }).notNull(),
+  // The session's assurance: authentication methods (RFC 8176 names, space-separated) and level (1 or 2).
+  amr: text('amr').notNull().default('pwd'),
+  aal: smallint('aal').notNull().default(1),
   device_name: text('device_name'),
   ip_address: text('ip_address'),
   user_agent: text('user_agent'),
@@ -34,6 +37,7 @@ export const session = pgTable('session', {
 }, (t) => [
   check('session_auth_method_check', inList(t.auth_method, authMethods)),
   check('session_refresh_generation_check', sql`${t.refresh_generation} >= 0`),
+  check('session_aal_check', sql`${t.aal} in (1, 2)`),
   // "Revoke all my other sessions" and the sessions list only look at live rows.
   index('session_user_id_active_idx').on(t.user_id).where(sql`revoked_at is null`)
 ])

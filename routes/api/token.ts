@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox'
 import formbody from '@fastify/formbody'
 import { AppError } from '../../schemas/errors.ts'
 import { toAppError } from '../../plugins/app/http/errors.ts'
+import { needsSecondFactor } from '../../plugins/app/auth/login.ts'
 
 /**
  * `P/token`: the OAuth2 password grant (RFC 6749 §4.3), so Swagger UI's Authorize
@@ -10,7 +11,12 @@ import { toAppError } from '../../plugins/app/http/errors.ts'
  * success and failure bodies are the RFC's. Swagger UI's `Authorization: Basic`
  * header with an empty client id is ignored.
  */
-const OAuthError = Type.Object({ error: Type.String(), error_description: Type.String() }, { description: 'RFC 6749 §5.2 error' })
+const OAuthError = Type.Object({
+  error: Type.String(),
+  error_description: Type.String(),
+  mfa_ticket: Type.Optional(Type.String({ description: 'error mfa_required (403) only: complete the login with P/auth/mfa/challenge' })),
+  expires_in: Type.Optional(Type.Integer({ description: 'error mfa_required only: seconds the ticket stays valid' }))
+}, { description: 'RFC 6749 §5.2 error' })
 
 const token: FastifyPluginAsyncTypebox = async (fastify) => {
   await fastify.register(formbody, { bodyLimit: 16 * 1024 })
@@ -37,7 +43,9 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
       operationId: 'issueOAuthToken',
       tags: ['auth'],
       summary: 'OAuth2 password grant (used by Swagger UI\'s Authorize button)',
-      description: 'Takes a form or JSON body and answers RFC 6749 bodies (`{ error, error_description }` on failure); other clients use login-with-password.',
+      description: 'Takes a form or JSON body and answers RFC 6749 bodies (`{ error, error_description }` on failure); other clients use login-with-password. ' +
+        'An account with a second factor gets 403 `{ error: "mfa_required", mfa_ticket }`: complete the login with P/auth/mfa/challenge and ' +
+        'paste its access token into Authorize → bearerAuth.',
       consumes: ['application/x-www-form-urlencoded', 'application/json'],
       body: Type.Object({
         grant_type: Type.String({ description: 'Must be "password"' }),
@@ -65,6 +73,14 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
       throw Object.assign(new AppError('BAD_REQUEST', { details: { grant_type: request.body.grant_type } }), { oauthCode: 'unsupported_grant_type' })
     }
     const bundle = await fastify.login.withPassword(request.caller, request.body.username, request.body.password, 'oauth_password')
+    if (needsSecondFactor(bundle)) {
+      return reply.code(403).header('Cache-Control', 'no-store').header('Pragma', 'no-cache').send({
+        error: 'mfa_required',
+        error_description: request.t('success.mfa_required'),
+        mfa_ticket: bundle.mfa_ticket,
+        expires_in: bundle.expires_in
+      })
+    }
     return reply.header('Pragma', 'no-cache').send({
       access_token: bundle.access_token,
       token_type: 'bearer' as const,

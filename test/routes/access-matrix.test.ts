@@ -9,6 +9,7 @@ import { lastCode } from '../helpers/otp.ts'
 import { png } from '../upload/samples.ts'
 import { activityLog, permission, user } from '../../db/schema/index.ts'
 import { actor, fastEnv, groupWith, type Actor } from '../admin/helpers.ts'
+import { generate } from 'otplib'
 
 /**
  * SR-24, table-driven over every route of the API, read from the OpenAPI
@@ -31,6 +32,7 @@ const PUBLIC = new Set([
   'POST /api/v1/auth/send-one-time-password',
   'POST /api/v1/auth/verify-one-time-password',
   'POST /api/v1/auth/login-with-otp',
+  'POST /api/v1/auth/mfa/challenge',
   'POST /api/v1/auth/check-user-availability',
   'POST /api/v1/auth/forget-password',
   'POST /api/v1/auth/verify',
@@ -81,6 +83,14 @@ async function customPermission (app: FastifyInstance) {
   return row.permission_id
 }
 
+/** Starts a TOTP enrolment for the caller: the pending factor and its secret. */
+async function startTotp (app: FastifyInstance, me: Actor) {
+  const res = await app.inject({ method: 'POST', url: '/api/v1/auth/mfa/totp', headers: me.headers })
+  if (res.statusCode !== 200) throw new Error(`mfa/totp: ${res.body}`)
+  return res.json().data as { factor_id: string, secret: string }
+}
+const totp = (app: FastifyInstance, secret: string, stepOffset = 0) => generate({ secret, epoch: Math.floor(app.now() / 1000) + stepOffset * 30 })
+
 /** Example inputs, keyed like the OpenAPI document: `METHOD /path/{param}`. */
 const examples: Record<string, Example> = {
   // auth
@@ -98,6 +108,28 @@ const examples: Record<string, Example> = {
       const sent = await app.inject({ method: 'POST', url: '/api/v1/auth/send-one-time-password', headers: me.headers, payload: { email: me.email, purpose: 'verify_email' } })
       if (sent.statusCode !== 200) throw new Error(`send-one-time-password: ${sent.body}`)
       return { payload: { email: me.email, otp: lastCode(app, me.email, 'verify_email') } }
+    }
+  },
+
+  // mfa
+  'GET /api/v1/auth/mfa': {},
+  'POST /api/v1/auth/mfa/totp': {},
+  'POST /api/v1/auth/mfa/totp/verify': {
+    sample: async ({ app, me }) => {
+      const { factor_id: factorId, secret } = await startTotp(app, me)
+      return { payload: { factor_id: factorId, code: await totp(app, secret) } }
+    }
+  },
+  'DELETE /api/v1/auth/mfa/{factor_id}': { sample: async ({ app, me }) => ({ params: { factor_id: (await startTotp(app, me)).factor_id } }) },
+  'POST /api/v1/auth/mfa/recovery-codes': {
+    // Needs a factor and an aal2 session: enrol, then log in again with the next step's code.
+    sample: async ({ app, me }) => {
+      const { factor_id: factorId, secret } = await startTotp(app, me)
+      await app.inject({ method: 'POST', url: '/api/v1/auth/mfa/totp/verify', headers: me.headers, payload: { factor_id: factorId, code: await totp(app, secret) } })
+      const first = await app.inject({ method: 'POST', url: '/api/v1/auth/login-with-password', payload: { identifier: me.email, password: defaultPassword } })
+      const second = await app.inject({ method: 'POST', url: '/api/v1/auth/mfa/challenge', payload: { mfa_ticket: first.json().data.mfa_ticket, code: await totp(app, secret, 1) } })
+      if (second.statusCode !== 200) throw new Error(`mfa/challenge: ${second.body}`)
+      return { headers: { authorization: `Bearer ${second.json().data.access_token as string}` } }
     }
   },
 
@@ -160,6 +192,7 @@ const examples: Record<string, Example> = {
       payload: { groups: [(await groupWith(app, `g_${unique()}`, [])).codename], action: 'add' }
     })
   },
+  'DELETE /api/v1/users/{user_id}/mfa': { sample: async ({ other }) => ({ params: { user_id: (await other()).id } }) },
   'PUT /api/v1/users/{user_id}/status': { sample: async ({ other }) => ({ params: { user_id: (await other()).id }, payload: { is_active: false } }) },
 
   // activity

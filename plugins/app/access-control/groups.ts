@@ -45,6 +45,7 @@ export default fp(async (fastify) => {
       description: g.description,
       is_system: g.is_system,
       is_active: g.is_active,
+      require_mfa: g.require_mfa,
       permissions: (perms.get(g.group_id) ?? []).map((p) => p.codename),
       member_count: counts.get(g.group_id) ?? 0,
       created_at: g.created_at.toISOString(),
@@ -73,6 +74,7 @@ export default fp(async (fastify) => {
         name: input.name,
         description: input.description ?? null,
         is_active: input.is_active ?? true,
+        require_mfa: input.require_mfa ?? false,
         is_system: false,
         created_at: at,
         last_updated: at
@@ -95,7 +97,9 @@ export default fp(async (fastify) => {
         }
         await groups.update(id, { ...changes, last_updated: now() }, tx)
         const activityChanged = changes.is_active !== undefined && changes.is_active !== before.is_active
-        return { before, affected: activityChanged ? await groups.memberIds(id, tx) : [] }
+        // require_mfa is part of the members' cached state: it applies on their next request.
+        const mfaChanged = changes.require_mfa !== undefined && changes.require_mfa !== before.require_mfa
+        return { before, affected: activityChanged || mfaChanged ? await groups.memberIds(id, tx) : [] }
       })
       await fastify.sessions.permissionsChanged(outcome.affected)
       await fastify.audit(caller, {

@@ -25,6 +25,8 @@ export interface UserAuthState {
   superAdmin: boolean
   permissions: string[]
   language: string
+  /** Member of an active require_mfa group without a verified factor. */
+  mfaEnrolmentRequired: boolean
 }
 
 export interface UserRepository {
@@ -145,7 +147,9 @@ export default fp(async (fastify) => {
       inner join "group_permission" gp on gp.group_id = g.group_id
       inner join "permission" p on p.permission_id = gp.permission_id
       where ug.user_id = "user"."user_id"), '[]'::jsonb)`,
-    super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`
+    super_admin: sql<boolean>`exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.codename = 'super_admin')`,
+    mfa_enrolment_required: sql<boolean>`(exists(select 1 from ${activeGroups} where ug.user_id = "user"."user_id" and g.require_mfa)
+      and not exists(select 1 from "mfa_factor" f where f.user_id = "user"."user_id" and f.status = 'verified'))`
   }).from(user).where(eq(user.user_id, id)).prepare('user_state')
   const recordLogin = db.update(user).set({ last_login: sql`${sql.placeholder('at')}::timestamptz` })
     .where(eq(user.user_id, sql.placeholder('userId'))).returning().prepare('user_record_login')
@@ -176,7 +180,8 @@ export default fp(async (fastify) => {
         lastUpdated: row.last_updated.getTime(),
         superAdmin: row.super_admin,
         permissions: [...row.permissions].sort(),
-        language: row.language
+        language: row.language,
+        mfaEnrolmentRequired: row.mfa_enrolment_required
       }
     },
 

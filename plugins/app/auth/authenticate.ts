@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyRequest } from 'fastify'
 import { AppError } from '../../../schemas/errors.ts'
-import type { TokenType, VerifiedToken } from './tokens.ts'
+import type { Assurance, TokenType, VerifiedToken } from './tokens.ts'
 import type { UserState } from './user-state.ts'
 
 /**
@@ -26,6 +26,10 @@ export interface AuthContext {
   state: UserState
   permissions: readonly string[]
   superAdmin: boolean
+  /** The session's authentication methods, e.g. ["pwd"], ["otp"], ["pwd", "totp"], ["webauthn"]. */
+  amr: Assurance['amr']
+  /** The session's assurance level: 2 after a second factor or a passkey. */
+  aal: Assurance['aal']
 }
 
 declare module 'fastify' {
@@ -35,6 +39,14 @@ declare module 'fastify' {
     authPending: Promise<AuthContext> | null
     /** Optional-auth routes: why the presented credential was refused; null when none was presented or it was accepted. */
     authFailure: Error | null
+  }
+  interface FastifyContextConfig {
+    /**
+     * Reachable by a member of a `require_mfa` group who has no factor yet (MFA
+     * enrolment, logout, token-info); every other signed-in route answers
+     * MFA_ENROLMENT_REQUIRED to them.
+     */
+    allowWithoutMfa?: boolean
   }
 }
 
@@ -68,7 +80,7 @@ export default fp(async (fastify) => {
     const state = await fastify.authState.check(token)
     // A session token's permissions hold while the user's permission version is unchanged (SR-22).
     const permissions = token.type === 'session' && token.permissionVersion === state.permissionVersion && token.permissions ? token.permissions : state.permissions
-    return { userId: token.userId, sessionId: token.sessionId, tokenType: token.type, token, state, permissions, superAdmin: state.superAdmin }
+    return { userId: token.userId, sessionId: token.sessionId, tokenType: token.type, token, state, permissions, superAdmin: state.superAdmin, amr: [...token.amr], aal: token.aal }
   }
 
   fastify.decorate('authenticate', authenticate)
@@ -96,6 +108,7 @@ export default fp(async (fastify) => {
     pending.then((auth) => {
       request.auth = auth
       request.userLanguage = auth.state.language
+      if (auth.state.mfaEnrolmentRequired && request.routeOptions.config.allowWithoutMfa !== true) return done(new AppError('MFA_ENROLMENT_REQUIRED'))
       const required = request.routeOptions.config.permissions ?? []
       if (required.length > 0 && !hasPermissions(auth, required)) return done(new AppError('FORBIDDEN', { details: { required } }))
       done(null, payload)

@@ -8,6 +8,7 @@ import type { Channel } from '../notifications/notify.ts'
 import { maskAddress } from '../accounts/contact.ts'
 import { channelFor, destinationOf, requireProof, type Destination, type IssueResult, type OtpPurpose } from './otp.ts'
 import type { TokenBundle } from './tokens.ts'
+import type { LoginOutcome } from './login.ts'
 import { signedIn, type Caller } from './caller.ts'
 import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 
@@ -22,7 +23,8 @@ import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 export interface CredentialFlows {
   sendCode: (caller: Caller, body: Static<typeof SendOtpBody>) => Promise<IssueResult>
   verifyCode: (caller: Caller, body: { email?: string, phone_number?: string, purpose: OtpPurpose, otp: string }) => Promise<{ verification_token: string, expires_in: number }>
-  loginWithOtp: (caller: Caller, body: Static<typeof LoginWithOtpBody>) => Promise<TokenBundle>
+  /** The session's tokens, or an MFA ticket when the account has a second factor. */
+  loginWithOtp: (caller: Caller, body: Static<typeof LoginWithOtpBody>) => Promise<LoginOutcome>
   signUp: (caller: Caller, body: Static<typeof SignupBody>) => Promise<TokenBundle>
   setPassword: (caller: Caller, password: string) => Promise<PublicUser>
   changePassword: (caller: Caller, currentPassword: string, newPassword: string) => Promise<{ revoked_sessions: number }>
@@ -139,6 +141,7 @@ export default fp(async (fastify) => {
     passwords.check(password)
     // No current password exists to ask for: only a fresh login may set one (SR-23).
     await accounts.assertRecentAuth(caller)
+    await fastify.mfa.assertStepUp(caller)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(password))
     await sessions.refreshUserState(account.user_id)
     await fastify.audit(caller, { action: 'password_set', targetUserId: account.user_id })
@@ -153,6 +156,8 @@ export default fp(async (fastify) => {
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
     if (!account.password) throw new AppError('PASSWORD_NOT_SET')
     passwords.check(newPassword)
+    // An account with a second factor changes its password from an aal2 session only (issue 19).
+    await fastify.mfa.assertStepUp(caller)
     await accounts.verifyCurrentPassword(caller, account, currentPassword)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(newPassword))
     // SR-6: every other session ends; the one that made the change continues.
@@ -212,6 +217,7 @@ export default fp(async (fastify) => {
     if (input.otp === undefined) {
       // Step 1: a fresh login or the current password, then a code to the new address (SR-23).
       const account = await accounts.assertRecentAuth(caller, input.current_password)
+      await fastify.mfa.assertStepUp(caller)
       const current = kind === 'email' ? account.email?.toLowerCase() : account.phone_number
       if (current === destination.value) throw new AppError('CONTACT_UNCHANGED')
       // Whether the address is taken is an availability answer (SR-8): it costs the
@@ -226,6 +232,7 @@ export default fp(async (fastify) => {
       return { status: 'otp_sent' as const, otp: sent }
     }
     // Step 2: the code, bound to this account and address, commits the change.
+    await fastify.mfa.assertStepUp(caller)
     const account = await users.findById(auth.userId)
     if (!account) throw new AppError('AUTH_SESSION_REVOKED')
     await perIdentifier('otp-verify', destination.value)
@@ -264,4 +271,4 @@ export default fp(async (fastify) => {
     changeEmail: (caller, body) => changeContact(caller, destinationOf({ email: body.new_email }), body),
     changePhone: (caller, body) => changeContact(caller, destinationOf({ phone_number: body.new_phone_number }), body)
   } satisfies CredentialFlows)
-}, { name: 'credentials', dependencies: ['accounts', 'otp', 'notify', 'sessions', 'users', 'passwords', 'throttle', 'activity', 'login'] })
+}, { name: 'credentials', dependencies: ['accounts', 'otp', 'notify', 'sessions', 'users', 'passwords', 'throttle', 'activity', 'login', 'mfa'] })

@@ -4,8 +4,10 @@ import { AppError } from '../../../schemas/errors.ts'
 import { normalizeIdentifier } from '../accounts/contact.ts'
 import type { Caller } from './caller.ts'
 import type { ClientContext } from './sessions.ts'
-import type { TokenBundle } from './tokens.ts'
+import { defaultAssurance } from './sessions.ts'
+import type { Assurance, TokenBundle } from './tokens.ts'
 import { keyOf } from './throttle.ts'
+import { issueTicket, type MfaRequired } from './mfa/tickets.ts'
 
 /**
  * Logging in. `withPassword` is shared by `P/auth/login-with-password` and the OAuth2
@@ -27,16 +29,29 @@ export interface LoginCompletion {
   lockout?: string
   /** Runs once the account is known to be active, before the session opens (a rehash, a proven address). */
   beforeSession?: () => Promise<unknown>
+  /**
+   * The session's amr/aal claims, `{ amr: string[], aal: 1 | 2 }`; by default the
+   * method's own at aal 1. A login at aal 1 of an account with a second factor
+   * answers an MFA ticket (mfa/tickets.ts) instead of tokens; aal 2 (the MFA
+   * challenge, a passkey) opens the session.
+   */
+  assurance?: Assurance
 }
 
+/** A login's answer: the session's tokens, or the MFA ticket to complete it with. */
+export type LoginOutcome = TokenBundle | MfaRequired
+
+export const needsSecondFactor = (outcome: LoginOutcome): outcome is MfaRequired => 'mfa_required' in outcome
+
 export interface LoginService {
-  withPassword: (caller: Caller, identifier: string, password: string, method: LoginMethod) => Promise<TokenBundle>
+  withPassword: (caller: Caller, identifier: string, password: string, method: LoginMethod) => Promise<LoginOutcome>
   /**
    * The steps after a proven credential: lifts the lockout, refuses an inactive
    * account (audited), records the login, opens the session, audits it and sends
-   * the new-device notice in the background.
+   * the new-device notice in the background. An account with a second factor gets
+   * an MFA ticket instead unless `steps.assurance.aal` is 2.
    */
-  complete: (caller: Caller, account: User, steps: LoginCompletion) => Promise<TokenBundle>
+  complete: (caller: Caller, account: User, steps: LoginCompletion) => Promise<LoginOutcome>
   /** Enforces the password length rules before any work (SR-1). */
   assertPasswordLength: (password: string) => void
 }
@@ -46,7 +61,7 @@ declare module 'fastify' {
 }
 
 export default fp(async (fastify) => {
-  const { config, throttle, users, passwords, sessions } = fastify
+  const { config, throttle, users, passwords, sessions, store } = fastify
 
   function assertPasswordLength (password: string) {
     const length = [...password].length
@@ -61,9 +76,14 @@ export default fp(async (fastify) => {
       throw new AppError('AUTH_ACCOUNT_INACTIVE')
     }
     await steps.beforeSession?.()
+    const assurance = steps.assurance ?? defaultAssurance(method)
+    if (assurance.aal < 2 && await fastify.mfa.hasFactor(account.user_id)) {
+      await fastify.audit(caller, { action: 'mfa_challenge_issued', module: 'mfa', userId: null, targetUserId: account.user_id, metadata: { method } })
+      return issueTicket(store, { userId: account.user_id, method, amr: assurance.amr })
+    }
     const current = await users.recordLogin(account.user_id)
-    const bundle = await sessions.create(current, { ip: caller.ip, userAgent: caller.userAgent, method })
-    await fastify.audit(caller, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method, ...steps.metadata } })
+    const bundle = await sessions.create(current, { ip: caller.ip, userAgent: caller.userAgent, method, assurance })
+    await fastify.audit(caller, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method, amr: assurance.amr, aal: assurance.aal, ...steps.metadata } })
     // Background and failure-proof: a notice never delays or fails the login.
     fastify.notify.loginNotice(caller, current, bundle.session_id)
     return bundle
@@ -97,4 +117,4 @@ export default fp(async (fastify) => {
   }
 
   fastify.decorate('login', { withPassword, complete, assertPasswordLength })
-}, { name: 'login', dependencies: ['throttle', 'users', 'passwords', 'sessions', 'activity', 'notify'] })
+}, { name: 'login', dependencies: ['throttle', 'users', 'passwords', 'sessions', 'activity', 'notify', 'mfa', 'store'] })

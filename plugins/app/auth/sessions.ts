@@ -5,7 +5,7 @@ import { UAParser } from 'ua-parser-js'
 import { session, type NewSession, type Session, type User } from '../../../db/schema/index.ts'
 import type { Database } from '../../../db/client.ts'
 import { AppError } from '../../../schemas/errors.ts'
-import type { TokenBundle } from './tokens.ts'
+import type { Assurance, TokenBundle } from './tokens.ts'
 import type { UserState } from './user-state.ts'
 
 /**
@@ -23,7 +23,16 @@ import type { UserState } from './user-state.ts'
  * learns a revocation at once, before that transaction commits: if it rolls back,
  * the sessions stay refused (fail closed) until their owner logs in again.
  */
-export interface ClientContext { ip: string | null, userAgent?: string | null, method: 'password' | 'otp' | 'oauth_password' }
+export interface ClientContext {
+  ip: string | null
+  userAgent?: string | null
+  method: 'password' | 'otp' | 'oauth_password'
+  /** The session's amr/aal claims; by default the method's own (pwd or otp) at aal 1. */
+  assurance?: Assurance
+}
+
+/** The assurance a login method gives on its own. */
+export const defaultAssurance = (method: ClientContext['method']): Assurance => ({ amr: [method === 'otp' ? 'otp' : 'pwd'], aal: 1 })
 
 export interface WriteOptions { tx?: Database }
 
@@ -74,6 +83,8 @@ export default fp(async (fastify) => {
     refresh_secret: sql.placeholder('refresh_secret'),
     refresh_generation: sql.placeholder('refresh_generation'),
     auth_method: sql.placeholder('auth_method'),
+    amr: sql.placeholder('amr'),
+    aal: sql.placeholder('aal'),
     device_name: sql.placeholder('device_name'),
     ip_address: sql.placeholder('ip_address'),
     user_agent: sql.placeholder('user_agent'),
@@ -97,11 +108,14 @@ export default fp(async (fastify) => {
 
     async create (account, client) {
       const createdAt = new Date(now())
+      const assurance = client.assurance ?? defaultAssurance(client.method)
       const [row] = await insertSession.execute({
         user_id: account.user_id,
         refresh_secret: randomBytes(24).toString('base64url'),
         refresh_generation: 0,
         auth_method: client.method,
+        amr: assurance.amr.join(' '),
+        aal: assurance.aal,
         device_name: describeDevice(client.userAgent ?? undefined),
         ip_address: client.ip,
         user_agent: client.userAgent?.slice(0, 512) ?? null,

@@ -20,6 +20,9 @@ import type { UserState } from './user-state.ts'
  */
 export type TokenType = 'access' | 'session'
 
+/** How a session was authenticated: methods (RFC 8176 names: pwd, otp, totp, webauthn...) and assurance level. */
+export interface Assurance { amr: string[], aal: 1 | 2 }
+
 /** The claims as signed. */
 interface WireClaims {
   sub: string
@@ -36,6 +39,9 @@ interface WireClaims {
   su?: boolean
   lu?: number
   profile?: PublicUser
+  /** both types: authentication methods and assurance level of the session (absent on older tokens: aal 1) */
+  amr?: readonly string[]
+  aal?: number
 }
 
 /** A verified access or session token. */
@@ -53,6 +59,10 @@ export interface VerifiedToken {
   /** Session tokens: the profile as issued, current while the account's last_updated (ms) is `profileUpdatedAt`. */
   readonly profile?: PublicUser
   readonly profileUpdatedAt?: number
+  /** The session's authentication methods (empty on tokens issued before they were recorded). */
+  readonly amr: readonly string[]
+  /** The session's assurance level: 2 once a second factor (or a passkey) was proven. */
+  readonly aal: 1 | 2
 }
 
 export interface TokenBundle {
@@ -125,7 +135,9 @@ export default fp(async (fastify) => {
         permissions: claims.perms,
         superAdmin: claims.su,
         profile: claims.profile,
-        profileUpdatedAt: claims.lu
+        profileUpdatedAt: claims.lu,
+        amr: Array.isArray(claims.amr) ? claims.amr : [],
+        aal: claims.aal === 2 ? 2 : 1
       }
       views.set(claims, view)
     }
@@ -167,7 +179,9 @@ export default fp(async (fastify) => {
   function issue (account: User, row: Session, generation: number, state: UserState): TokenBundle {
     const profile = toPublicUser(account)
     const expiresAt = row.expires_at.getTime()
-    const access = sign({ sub: account.user_id, sid: row.session_id, type: 'access' }, config.ACCESS_TOKEN_EXPIRY_MINUTES * minute, expiresAt)
+    const amr = row.amr.split(' ').filter(Boolean)
+    const aal = row.aal === 2 ? 2 : 1
+    const access = sign({ sub: account.user_id, sid: row.session_id, type: 'access', amr, aal }, config.ACCESS_TOKEN_EXPIRY_MINUTES * minute, expiresAt)
     const sessionToken = sign({
       sub: account.user_id,
       sid: row.session_id,
@@ -176,7 +190,9 @@ export default fp(async (fastify) => {
       perms: state.permissions,
       su: state.superAdmin,
       lu: state.lastUpdated,
-      profile
+      profile,
+      amr,
+      aal
     }, config.SESSION_TOKEN_EXPIRY_MINUTES * minute, expiresAt)
     const idleEnds = Math.min(now() + config.SESSION_IDLE_TIMEOUT_MINUTES * minute, expiresAt)
     return {

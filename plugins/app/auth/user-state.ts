@@ -32,10 +32,12 @@ export interface UserState {
   readonly permissions: readonly string[]
   /** The saved language. */
   readonly language: string
+  /** Member of an active `require_mfa` group without a verified factor: refused all but enrolment. */
+  readonly mfaEnrolmentRequired: boolean
 }
 
 /** The cached encoding of a UserState. */
-interface CachedState { a: boolean, pv: number, lu: number, su: boolean, p: readonly string[], l: string }
+interface CachedState { a: boolean, pv: number, lu: number, su: boolean, p: readonly string[], l: string, m?: boolean }
 
 export interface AuthStateService {
   /** The state of an authenticated request's session and user; AUTH_SESSION_REVOKED when the session or the user is not active. */
@@ -60,17 +62,17 @@ declare module 'fastify' {
 
 const REVOKED = 'r'
 const PARSED_STATES_MAX = 10_000
-const NO_USER: UserState = { active: false, permissionVersion: -1, lastUpdated: 0, superAdmin: false, permissions: [], language: 'en' }
+const NO_USER: UserState = { active: false, permissionVersion: -1, lastUpdated: 0, superAdmin: false, permissions: [], language: 'en', mfaEnrolmentRequired: false }
 // The user id is the Redis Cluster hash tag: a request's MGET of session and user is one slot.
 const sessionKey = (uid: string, sid: string) => `{${uid}}:s:${sid}`
 const userKey = (uid: string) => `{${uid}}:u`
 
 const encode = (state: UserState, generation: number) => `${generation}:${JSON.stringify({
-  a: state.active, pv: state.permissionVersion, lu: state.lastUpdated, su: state.superAdmin, p: state.permissions, l: state.language
+  a: state.active, pv: state.permissionVersion, lu: state.lastUpdated, su: state.superAdmin, p: state.permissions, l: state.language, m: state.mfaEnrolmentRequired
 } satisfies CachedState)}`
 
 const decode = (cached: CachedState): UserState => ({
-  active: cached.a, permissionVersion: cached.pv, lastUpdated: cached.lu, superAdmin: cached.su, permissions: cached.p, language: cached.l
+  active: cached.a, permissionVersion: cached.pv, lastUpdated: cached.lu, superAdmin: cached.su, permissions: cached.p, language: cached.l, mfaEnrolmentRequired: cached.m === true
 })
 
 /** The expiry (ms) of an active-session entry `a:<expires>:<generation>` written under `trusted` or later; NaN when older or malformed. */

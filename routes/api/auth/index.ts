@@ -2,8 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Envelope, StrictObject } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
-import { LoginBody, LogoutScope, RefreshBody, SessionSchema, TokenBundleSchema, TokenInfoSchema } from '../../../schemas/auth.ts'
+import { LoginBody, LoginResultSchema, LogoutScope, RefreshBody, SessionSchema, TokenBundleSchema, TokenInfoSchema } from '../../../schemas/auth.ts'
 import type { VerifiedToken } from '../../../plugins/app/auth/tokens.ts'
+import { needsSecondFactor } from '../../../plugins/app/auth/login.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
 import { ref } from '../../../schemas/ref.ts'
 
@@ -20,16 +21,17 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       operationId: 'loginWithPassword',
       tags,
       summary: 'Log in with an email, phone number or user name and a password',
-      description: 'Answers the tokens of a new session. Failures count towards the account\'s lockout (429 with Retry-After).',
+      description: 'Answers the tokens of a new session; for an account with a second factor, an MFA ticket instead (`mfa_required`, ' +
+        'complete it with P/auth/mfa/challenge). Failures count towards the account\'s lockout (429 with Retry-After).',
       body: ref(LoginBody),
-      response: { 200: Envelope(ref(TokenBundleSchema)) }
+      response: { 200: Envelope(ref(LoginResultSchema)) }
     }
   }, async (request, reply) => {
     const { identifier, email, phone_number: phone, user_name: userName, password } = request.body
     const id = identifier ?? email ?? phone ?? userName
     if (!id) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/identifier', message: 'identifier (or email, phone_number, user_name) is required' }] })
-    const bundle = await fastify.login.withPassword(request.caller, id, password, 'password')
-    return reply.ok(bundle, { message: 'success.login' })
+    const outcome = await fastify.login.withPassword(request.caller, id, password, 'password')
+    return reply.ok(outcome, { message: needsSecondFactor(outcome) ? 'success.mfa_required' : 'success.login' })
   })
 
   fastify.post('/refresh-token', {
@@ -58,7 +60,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/logout', {
-    config: { permissions: [] },
+    config: { permissions: [], allowWithoutMfa: true },
     preValidation: bodyOptional,
     schema: {
       operationId: 'logout',
@@ -95,7 +97,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   }
 
   fastify.get('/token-info', {
-    config: { permissions: [] },
+    config: { permissions: [], allowWithoutMfa: true },
     schema: { operationId: 'getTokenInfo', tags, summary: 'What the presented token says, and when each token of its session expires', response: { 200: Envelope(ref(TokenInfoSchema)) } }
   }, async (request, reply) => {
     const auth = request.auth!
@@ -103,7 +105,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/token-info', {
-    config: { permissions: [] },
+    config: { permissions: [], allowWithoutMfa: true },
     preValidation: bodyOptional,
     schema: {
       operationId: 'inspectToken',

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Envelope } from '../../../schemas/envelope.ts'
 import { AppError } from '../../../schemas/errors.ts'
-import { TokenBundleSchema } from '../../../schemas/auth.ts'
+import { LoginResultSchema } from '../../../schemas/auth.ts'
 import { UserSchema } from '../../../schemas/user.ts'
 import {
   AvailabilityBody, AvailabilitySchema, LoginWithOtpBody, OtpSentSchema, OtpVerifiedSchema, SendOtpBody,
@@ -9,6 +9,7 @@ import {
 } from '../../../schemas/otp.ts'
 import { requirePhone } from '../../../plugins/app/auth/otp.ts'
 import { normalizeEmail } from '../../../plugins/app/accounts/contact.ts'
+import { needsSecondFactor } from '../../../plugins/app/auth/login.ts'
 import { ref } from '../../../schemas/ref.ts'
 
 const tags = ['auth']
@@ -60,13 +61,14 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       operationId: 'loginWithOneTimePassword',
       tags,
       summary: 'Passwordless login with a code sent for the purpose login',
-      description: 'Takes the code (or a verification_token from verify-one-time-password) and answers the same tokens as a password login.',
+      description: 'Takes the code (or a verification_token from verify-one-time-password) and answers the same tokens as a password login ' +
+        '(or, for an account with a second factor, the same MFA ticket).',
       body: ref(LoginWithOtpBody),
-      response: { 200: Envelope(ref(TokenBundleSchema)) }
+      response: { 200: Envelope(ref(LoginResultSchema)) }
     }
   }, async (request, reply) => {
-    const bundle = await fastify.credentials.loginWithOtp(request.caller, request.body)
-    return reply.ok(bundle, { message: 'success.login' })
+    const outcome = await fastify.credentials.loginWithOtp(request.caller, request.body)
+    return reply.ok(outcome, { message: needsSecondFactor(outcome) ? 'success.mfa_required' : 'success.login' })
   })
 
   fastify.post('/verify-email-and-phone', {
