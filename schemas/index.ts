@@ -7,6 +7,7 @@ import { activitySchemas } from './activity.ts'
 import { dashboardSchemas } from './dashboard.ts'
 import { settingsSchemas } from './settings.ts'
 import { adminSchemas } from './admin.ts'
+import { adminUserSchemas } from './admin-users.ts'
 
 /**
  * Schemas with an `$id`, added once by the schemas plugin
@@ -15,4 +16,4 @@ import { adminSchemas } from './admin.ts'
  * Any order is valid: references are resolved when routes compile
  * (test/foundation/openapi.test.ts registers the list shuffled).
  */
-export const sharedSchemas = [...envelopeSchemas, UserSchema, PublicProfileSchema, ...authSchemas, ...otpSchemas, ...mediaSchemas, ...activitySchemas, ...dashboardSchemas, ...settingsSchemas, ...adminSchemas]
+export const sharedSchemas = [...envelopeSchemas, UserSchema, PublicProfileSchema, ...authSchemas, ...otpSchemas, ...mediaSchemas, ...activitySchemas, ...dashboardSchemas, ...settingsSchemas, ...adminSchemas, ...adminUserSchemas]
