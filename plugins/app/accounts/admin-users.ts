@@ -122,9 +122,13 @@ export default fp(async (fastify) => {
       const at = now()
       const { row, groups } = await db.transaction(async (tx) => {
         const named = await groupRepository.resolve(input.groups ?? [DEFAULT_USER_GROUP], tx)
-        const granted = await groupRepository.permissionsOf(named.map((g) => g.group_id), tx)
-        // SR-27: the same rule as adding an existing user to these groups.
-        assertMayChangeMembership(actor, named, [], new Map([...granted].map(([id, perms]) => [id, perms.map((p) => p.codename)])))
+        // SR-27: the same rule as adding an existing user to these groups, except for the
+        // default group, which every account gets at sign-up without anyone granting it.
+        const checked = named.filter((g) => g.codename !== DEFAULT_USER_GROUP)
+        const granted = await groupRepository.permissionsOf(checked.map((g) => g.group_id), tx)
+        assertMayChangeMembership(actor, checked, [], new Map([...granted].map(([id, perms]) => [id, perms.map((p) => p.codename)])))
+        const inactive = named.filter((g) => !g.is_active).map((g) => g.codename)
+        if (inactive.length > 0) throw new AppError('CONFLICT', { details: { reason: 'group_inactive', groups: inactive } })
         const created = await users.create({
           email,
           phone_number: phone,
