@@ -124,6 +124,7 @@ export const ConfigSchema = Type.Object({
   OTP_MAX_ATTEMPTS: Int(5, 'Wrong guesses that burn a one-time password', 1, 20),
   OTP_RESEND_COOLDOWN_SECONDS: Int(60, 'Shortest wait between two codes sent to one destination', 0, 3600),
   OTP_DAILY_LIMIT: Int(10, 'Codes sent to one destination per UTC day', 1, 1000),
+  INVITE_TTL_HOURS: Int(72, 'Lifetime of an invitation code sent to an account created without a password (POST P/users)', 1, 720),
   AVAILABILITY_RATE_LIMIT_PER_IP: Int(10, 'check-user-availability requests per IP per minute', 1),
   REAUTH_WINDOW_MINUTES: Int(10, 'A login this recent counts as fresh for sensitive changes (email, phone, password); otherwise the current password is required', 1, 1440)
 })

@@ -58,6 +58,8 @@ export const errorCodes = {
 
   // Users, identifiers
   USER_NOT_FOUND: { status: 404, description: 'No such user' },
+  INVITATION_INVALID: { status: 400, description: 'The invitation code is wrong, expired or already used' },
+  NO_CONTACT_ADDRESS: { status: 409, description: 'The account has no email address or phone number to send to on this channel' },
   EMAIL_TAKEN: { status: 409, description: 'The email is used by another account' },
   PHONE_TAKEN: { status: 409, description: 'The phone number is used by another account' },
   USER_NAME_TAKEN: { status: 409, description: 'The user name is used by another account' },

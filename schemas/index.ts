@@ -8,6 +8,7 @@ import { dashboardSchemas } from './dashboard.ts'
 import { settingsSchemas } from './settings.ts'
 import { adminSchemas } from './admin.ts'
 import { mfaSchemas } from './mfa.ts'
+import { adminUserSchemas } from './admin-users.ts'
 
 /**
  * Schemas with an `$id`, added once by the schemas plugin
@@ -16,4 +17,4 @@ import { mfaSchemas } from './mfa.ts'
  * Any order is valid: references are resolved when routes compile
  * (test/foundation/openapi.test.ts registers the list shuffled).
  */
-export const sharedSchemas = [...envelopeSchemas, UserSchema, PublicProfileSchema, ...mfaSchemas, ...authSchemas, ...otpSchemas, ...mediaSchemas, ...activitySchemas, ...dashboardSchemas, ...settingsSchemas, ...adminSchemas]
+export const sharedSchemas = [...envelopeSchemas, UserSchema, PublicProfileSchema, ...mfaSchemas, ...authSchemas, ...otpSchemas, ...mediaSchemas, ...activitySchemas, ...dashboardSchemas, ...settingsSchemas, ...adminSchemas, ...adminUserSchemas]

@@ -314,6 +314,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/accept-invitation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Set the password of an invited account with its invitation code
+         * @description The code (sent when an administrator created the account without a password) works once, for 72 hours, and only its latest resend; any failure is 400 INVITATION_INVALID. The address it went to becomes verified. Returns no tokens: log in with the new password afterwards.
+         */
+        post: operations["acceptInvitation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/send-one-time-password": {
         parameters: {
             query?: never;
@@ -1457,7 +1477,163 @@ export interface paths {
          */
         get: operations["listUsers"];
         put?: never;
+        /**
+         * Create a user; without a password, an invitation is sent
+         * @description With email and/or phone_number. The account joins `groups` (default: user); you must hold every permission they grant (403 PRIVILEGE_ESCALATION), so only super admins create super admins. Without a password, a single-use invitation code valid 72 hours goes to the email (or the phone with invitation_channel); the user sets a password with it at POST P/auth/accept-invitation. A taken address is 409.
+         *
+         *     Requires permission: manage_users.
+         */
+        post: operations["createUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's account
+         * @description Requires permission: view_user.
+         *
+         *     Requires permission: view_user.
+         */
+        get: operations["getUser"];
+        put?: never;
         post?: never;
+        /**
+         * Delete a user: anonymise the account and end every session
+         * @description Only super admins change a super admin's account (403 PRIVILEGE_ESCALATION). The row stays, with every personal field cleared and status deleted; its sessions and group memberships are deleted and its tokens are refused from the next request. Activity rows keep the user id. Your own account is deleted through DELETE P/settings (409 here).
+         *
+         *     Requires permission: manage_users.
+         */
+        delete: operations["deleteUser"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a user's profile, addresses, verified flags, language or status
+         * @description Only super admins change a super admin's account (403 PRIVILEGE_ESCALATION). A new email or phone number is unverified unless the verified flag is sent with it. is_active false signs out every session at once; the last active super admin stays active (409 LAST_SUPER_ADMIN). Groups change through POST P/users/{user_id}/groups.
+         *
+         *     Requires permission: manage_users.
+         */
+        patch: operations["updateUser"];
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A user's active sessions
+         * @description Requires permission: view_user.
+         *
+         *     Requires permission: view_user.
+         */
+        get: operations["listUserSessions"];
+        put?: never;
+        post?: never;
+        /**
+         * End every session of a user
+         * @description Only super admins change a super admin's account (403 PRIVILEGE_ESCALATION). The tokens are refused from the next request.
+         *
+         *     Requires permission: manage_users.
+         */
+        delete: operations["revokeUserSessions"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/sessions/{session_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * End one session of a user
+         * @description Only super admins change a super admin's account (403 PRIVILEGE_ESCALATION). 404 when the user has no active session with that id.
+         *
+         *     Requires permission: manage_users.
+         */
+        delete: operations["revokeUserSession"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/password-reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a user a password reset code
+         * @description Only super admins change a super admin's account (403 PRIVILEGE_ESCALATION). A reset_password code goes to the user's email (default) or phone; the user sets a new password with it at POST P/auth/forget-password. No password is ever shown. 409 NO_CONTACT_ADDRESS when the account has no address on that channel.
+         *
+         *     Requires permission: manage_users.
+         */
+        post: operations["sendUserPasswordReset"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/unlock": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lift a user's login lockout
+         * @description Only super admins change a super admin's account (403 PRIVILEGE_ESCALATION). Clears the lock and the count of failed attempts; unlocked says whether there was any.
+         *
+         *     Requires permission: manage_users.
+         */
+        post: operations["unlockUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/invitation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a user without a password a new invitation
+         * @description Only super admins change a super admin's account (403 PRIVILEGE_ESCALATION). The previous invitation stops working. 409 CONFLICT when the account has a password.
+         *
+         *     Requires permission: manage_users.
+         */
+        post: operations["resendUserInvitation"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1656,6 +1832,8 @@ export interface components {
                  *     OTP_DAILY_LIMIT (429): Too many codes sent to this destination today
                  *     OTP_DELIVERY_FAILED (502): The code could not be delivered
                  *     USER_NOT_FOUND (404): No such user
+                 *     INVITATION_INVALID (400): The invitation code is wrong, expired or already used
+                 *     NO_CONTACT_ADDRESS (409): The account has no email address or phone number to send to on this channel
                  *     EMAIL_TAKEN (409): The email is used by another account
                  *     PHONE_TAKEN (409): The phone number is used by another account
                  *     USER_NAME_TAKEN (409): The user name is used by another account
@@ -1680,7 +1858,7 @@ export interface components {
                  *     STORAGE_ERROR (502): The storage backend failed
                  * @enum {string}
                  */
-                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "UNSUPPORTED_MEDIA_TYPE" | "UNSUPPORTED_CONTENT_ENCODING" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "MFA_INVALID_CODE" | "MFA_TICKET_INVALID" | "MFA_STEP_UP_REQUIRED" | "MFA_ENROLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_FACTOR_NOT_FOUND" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "DOWNLOAD_LINK_INVALID" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "UPLOAD_QUOTA_EXCEEDED" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
+                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "UNSUPPORTED_MEDIA_TYPE" | "UNSUPPORTED_CONTENT_ENCODING" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "MFA_INVALID_CODE" | "MFA_TICKET_INVALID" | "MFA_STEP_UP_REQUIRED" | "MFA_ENROLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_FACTOR_NOT_FOUND" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "INVITATION_INVALID" | "NO_CONTACT_ADDRESS" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "DOWNLOAD_LINK_INVALID" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "UPLOAD_QUOTA_EXCEEDED" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
                 /** @description Translated, human-readable message */
                 message: string;
                 details?: unknown;
@@ -2531,6 +2709,108 @@ export interface components {
             is_active: boolean;
             /** @description Kept in the audit log */
             reason?: string;
+        };
+        /** @description At least one of email or phone_number */
+        UserCreateRequest: {
+            /**
+             * Format: email
+             * @description An email address (compared case-insensitively)
+             */
+            email?: string;
+            /** @description A phone number with its country code, e.g. +14155550123 */
+            phone_number?: string;
+            /** @description The password (8-128 characters by default; common passwords are refused) */
+            password?: string;
+            /** @description 3-30 letters, digits, _ . -; starts with a letter */
+            user_name?: string;
+            first_name?: string;
+            last_name?: string;
+            /**
+             * @description One of the supported languages: en, ar, fr, es, de
+             * @enum {string}
+             */
+            language?: "en" | "ar" | "fr" | "es" | "de";
+            /** @description An IANA time zone name, e.g. Europe/Paris or UTC */
+            timezone?: string;
+            /** @description ISO 3166-1 alpha-2 country code, e.g. FR */
+            country?: string;
+            /** @default false */
+            is_email_verified: boolean;
+            /** @default false */
+            is_phone_verified: boolean;
+            /** @description Groups (ids or codenames); default: the user group. You must hold every permission they grant */
+            groups?: string[];
+            /**
+             * @description Where the invitation goes when no password is given (default: email if given, else sms)
+             * @enum {string}
+             */
+            invitation_channel?: "email" | "sms" | "whatsapp";
+        };
+        UserUpdateRequest: {
+            /**
+             * Format: email
+             * @description An email address (compared case-insensitively)
+             */
+            email?: string;
+            /** @description A phone number with its country code, e.g. +14155550123 */
+            phone_number?: string | null;
+            /** @description 3-30 letters, digits, _ . -; starts with a letter */
+            user_name?: string | null;
+            first_name?: string | null;
+            last_name?: string | null;
+            bio?: string | null;
+            /** @description ISO 3166-1 alpha-2 country code, e.g. FR */
+            country?: string | null;
+            /**
+             * @description One of the supported languages: en, ar, fr, es, de
+             * @enum {string}
+             */
+            language?: "en" | "ar" | "fr" | "es" | "de";
+            /** @description An IANA time zone name, e.g. Europe/Paris or UTC */
+            timezone?: string;
+            is_email_verified?: boolean;
+            is_phone_verified?: boolean;
+            /** @description false deactivates the account and signs out all its sessions */
+            is_active?: boolean;
+        };
+        InvitationSent: {
+            channel: string;
+            /** @description The masked address the invitation went to */
+            destination: string;
+            /** @description Seconds the invitation stays valid */
+            expires_in: number;
+        };
+        InvitationResendRequest: {
+            /** @enum {string} */
+            channel?: "email" | "sms" | "whatsapp";
+        };
+        AcceptInvitationRequest: {
+            /** @description The invitation code that was sent */
+            code: string;
+            /** @description The password (8-128 characters by default; common passwords are refused) */
+            password: string;
+        };
+        AdminPasswordResetRequest: {
+            /**
+             * @description Default: email when the account has one, else sms
+             * @enum {string}
+             */
+            channel?: "email" | "sms" | "whatsapp";
+        };
+        UserRemoved: {
+            /** Format: uuid */
+            user_id: string;
+            /** @enum {string} */
+            status: "deleted";
+            revoked_sessions: number;
+        };
+        SessionsRevoked: {
+            revoked_sessions: number;
+        };
+        UserUnlocked: {
+            /** Format: uuid */
+            user_id: string;
+            unlocked: boolean;
         };
     };
     responses: never;
@@ -3414,6 +3694,57 @@ export interface operations {
                             /** @enum {boolean} */
                             revoked: true;
                         };
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    acceptInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AcceptInvitationRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["User"];
                         /** Format: date-time */
                         timestamp: string;
                     };
@@ -6458,6 +6789,514 @@ export interface operations {
                         /** Format: date-time */
                         timestamp: string;
                         meta?: components["schemas"]["PaginationMeta"];
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    createUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserCreateRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: {
+                            user: components["schemas"]["User"];
+                            invitation: components["schemas"]["InvitationSent"] | (never | null);
+                        };
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    getUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["User"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    deleteUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["UserRemoved"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    updateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserUpdateRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["User"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listUserSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["Session"][];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    revokeUserSessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["SessionsRevoked"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    revokeUserSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+                session_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["SessionsRevoked"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    sendUserPasswordReset: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdminPasswordResetRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["OtpSent"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    unlockUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["UserUnlocked"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    resendUserInvitation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["InvitationResendRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["InvitationSent"];
+                        /** Format: date-time */
+                        timestamp: string;
                     };
                 };
             };

@@ -36,6 +36,7 @@ const PUBLIC = new Set([
   'POST /api/v1/auth/check-user-availability',
   'POST /api/v1/auth/forget-password',
   'POST /api/v1/auth/verify',
+  'POST /api/v1/auth/accept-invitation',
   'GET /api/v1/health',
   'GET /api/v1/health/database',
   'GET /api/v1/health/storage',
@@ -194,6 +195,21 @@ const examples: Record<string, Example> = {
   },
   'DELETE /api/v1/users/{user_id}/mfa': { sample: async ({ other }) => ({ params: { user_id: (await other()).id } }) },
   'PUT /api/v1/users/{user_id}/status': { sample: async ({ other }) => ({ params: { user_id: (await other()).id }, payload: { is_active: false } }) },
+  'POST /api/v1/users': { sample: () => ({ payload: { email: `new_${unique()}@example.test`, password: 'a sturdy new passphrase 9' } }) },
+  'GET /api/v1/users/{user_id}': { sample: async ({ other }) => ({ params: { user_id: (await other()).id } }) },
+  'PATCH /api/v1/users/{user_id}': { sample: async ({ other }) => ({ params: { user_id: (await other()).id }, payload: { first_name: 'Matrix' } }) },
+  'DELETE /api/v1/users/{user_id}': { sample: async ({ other }) => ({ params: { user_id: (await other()).id } }) },
+  'GET /api/v1/users/{user_id}/sessions': { sample: async ({ other }) => ({ params: { user_id: (await other()).id } }) },
+  'DELETE /api/v1/users/{user_id}/sessions': { sample: async ({ other }) => ({ params: { user_id: (await other()).id } }) },
+  'DELETE /api/v1/users/{user_id}/sessions/{session_id}': {
+    sample: async ({ other }) => {
+      const target = await other()
+      return { params: { user_id: target.id, session_id: target.sessionId } }
+    }
+  },
+  'POST /api/v1/users/{user_id}/password-reset': { sample: async ({ other }) => ({ params: { user_id: (await other()).id }, ...noBody }) },
+  'POST /api/v1/users/{user_id}/unlock': { sample: async ({ other }) => ({ params: { user_id: (await other()).id } }) },
+  'POST /api/v1/users/{user_id}/invitation': { sample: async ({ app }) => ({ params: { user_id: (await actor(app, { password: null })).id }, ...noBody }) },
 
   // activity
   'GET /api/v1/activity': {},

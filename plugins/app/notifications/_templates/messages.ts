@@ -12,7 +12,7 @@ export const otpPurposes = ['signup', 'login', 'reset_password', 'verify_email',
 export type OtpPurpose = typeof otpPurposes[number]
 
 export type NoticeTemplate = 'signup_attempt' | 'password_changed' | 'password_set' | 'password_reset' | 'email_changed' | 'phone_changed' | 'new_device' | 'mfa_enabled' | 'mfa_removed' | 'mfa_recovery_code_used'
-export type TemplateName = 'otp' | NoticeTemplate
+export type TemplateName = 'otp' | 'invitation' | NoticeTemplate
 
 export interface RenderInput {
   template: TemplateName
