@@ -10,6 +10,7 @@ import type { AuthContext } from '../auth/authenticate.ts'
 import type { Caller } from '../auth/caller.ts'
 import { requirePhone, type IssueResult } from '../auth/otp.ts'
 import { keyOf } from '../auth/throttle.ts'
+import { toSessionView } from '../auth/sessions.ts'
 import type { Channel } from '../notifications/notify.ts'
 import { assertMayChangeMembership, requireActor, touchesSuperAdmin } from '../access-control/rules.ts'
 import { normalizeEmail } from './contact.ts'
@@ -206,17 +207,7 @@ export default fp(async (fastify) => {
     async sessions (userId) {
       await existing(userId)
       const rows = await sessions.listActive(userId)
-      return rows.map((s) => ({
-        session_id: s.session_id,
-        device_name: s.device_name,
-        ip_address: s.ip_address,
-        user_agent: s.user_agent,
-        auth_method: s.auth_method,
-        created_at: s.created_at.toISOString(),
-        last_used_at: s.last_used_at.toISOString(),
-        expires_at: s.expires_at.toISOString(),
-        current: false
-      }))
+      return rows.map((s) => toSessionView(s))
     },
 
     async revokeSessions (caller, userId, sessionId) {

@@ -7,6 +7,7 @@ import type { Database } from '../../../db/client.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { Assurance, TokenBundle } from './tokens.ts'
 import type { UserState } from './user-state.ts'
+import type { SessionView } from '../../../schemas/auth.ts'
 
 /**
  * Sessions: the one module that writes the `session` table (one row per login, or
@@ -222,6 +223,21 @@ export default fp(async (fastify) => {
 }, { name: 'sessions', dependencies: ['db', 'auth-state', 'tokens', 'users', 'throttle'] })
 
 /** A short, human label of the device ("Chrome on macOS"), for the sessions list. */
+/** A session as the session lists show it; `current` when it is the caller's own. */
+export function toSessionView (s: Session, currentSessionId: string | null = null): SessionView {
+  return {
+    session_id: s.session_id,
+    device_name: s.device_name,
+    ip_address: s.ip_address,
+    user_agent: s.user_agent,
+    auth_method: s.auth_method,
+    created_at: s.created_at.toISOString(),
+    last_used_at: s.last_used_at.toISOString(),
+    expires_at: s.expires_at.toISOString(),
+    current: s.session_id === currentSessionId
+  }
+}
+
 export function describeDevice (userAgent?: string): string | null {
   if (!userAgent) return null
   const { browser, os, device } = UAParser(userAgent)

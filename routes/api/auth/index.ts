@@ -5,6 +5,7 @@ import { AppError } from '../../../schemas/errors.ts'
 import { LoginBody, LoginResultSchema, LogoutScope, RefreshBody, SessionSchema, TokenBundleSchema, TokenInfoSchema } from '../../../schemas/auth.ts'
 import type { VerifiedToken } from '../../../plugins/app/auth/tokens.ts'
 import { needsSecondFactor } from '../../../plugins/app/auth/login.ts'
+import { toSessionView } from '../../../plugins/app/auth/sessions.ts'
 import { bodyOptional } from '../../../plugins/app/http/envelope.ts'
 import { ref } from '../../../schemas/ref.ts'
 
@@ -141,17 +142,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => {
     const auth = request.auth!
     const rows = await fastify.sessions.listActive(auth.userId)
-    return reply.ok(rows.map((s) => ({
-      session_id: s.session_id,
-      device_name: s.device_name,
-      ip_address: s.ip_address,
-      user_agent: s.user_agent,
-      auth_method: s.auth_method,
-      created_at: s.created_at.toISOString(),
-      last_used_at: s.last_used_at.toISOString(),
-      expires_at: s.expires_at.toISOString(),
-      current: s.session_id === auth.sessionId
-    })))
+    return reply.ok(rows.map((s) => toSessionView(s, auth.sessionId)))
   })
 
   fastify.delete('/sessions/:session_id', {
