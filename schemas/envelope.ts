@@ -22,8 +22,8 @@ export const DateTime = (description?: string) => Type.String({ format: 'date-ti
  * `T` or null, in responses. Written as a type list (`type: ['string', 'null']`)
  * instead of `anyOf: [T, null]`: fast-json-stringify serializes a type list with a
  * `typeof` test but runs an Ajv validator for each `anyOf` field of every object
- * it writes (with the date-time regex for timestamps): a page of 20 users took 30 µs
- * to serialize that way and 13 µs this way. OpenAPI 3.0 shows both as
+ * it writes (with the date-time regex for timestamps; docs/performance.md has the
+ * measurement). OpenAPI 3.0 shows both as
  * `nullable: true` (@fastify/swagger converts the list). Request schemas keep their
  * `anyOf` unions: Ajv's type coercion treats the two forms differently.
  */
