@@ -47,15 +47,18 @@ export const UserUpdateBody = StrictObject({
   is_active: Type.Optional(Type.Boolean({ description: 'false deactivates the account and signs out all its sessions' }))
 }, { $id: 'UserUpdateRequest', minProperties: 1 })
 
-export const InvitationSentSchema = Type.Object({
+const invitationSent = {
   channel: Type.String(),
   destination: Type.String({ description: 'The masked address the invitation went to' }),
   expires_in: Type.Integer({ description: 'Seconds the invitation stays valid' })
-}, { $id: 'InvitationSent' })
+}
+
+export const InvitationSentSchema = Type.Object(invitationSent, { $id: 'InvitationSent' })
 
 export const UserCreatedSchema = Type.Object({
   user: ref(UserSchema),
-  invitation: Nullable(ref(InvitationSentSchema))
+  // Inline rather than a reference: a nullable $ref would be an anyOf, which the serializer validates per field.
+  invitation: Nullable(Type.Object(invitationSent, { description: 'The invitation sent, when no password was given' }))
 })
 
 export const InvitationResendBody = StrictObject({

@@ -6839,7 +6839,14 @@ export interface operations {
                         message: string;
                         data: {
                             user: components["schemas"]["User"];
-                            invitation: components["schemas"]["InvitationSent"] | (never | null);
+                            /** @description The invitation sent, when no password was given */
+                            invitation: {
+                                channel: string;
+                                /** @description The masked address the invitation went to */
+                                destination: string;
+                                /** @description Seconds the invitation stays valid */
+                                expires_in: number;
+                            } | null;
                         };
                         /** Format: date-time */
                         timestamp: string;
