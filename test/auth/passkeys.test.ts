@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { build } from '../helpers/build.ts'
 import { bearer, createUser, defaultPassword, login, setActive } from '../helpers/users.ts'
 import { SoftAuthenticator } from '../helpers/webauthn.ts'
+import { readOutbox } from '../helpers/otp.ts'
 import { activityLog, passkey, session } from '../../db/schema/index.ts'
 import { ConfigError, loadConfig, relyingParty } from '../../config.ts'
 
@@ -197,7 +198,7 @@ t.test('an account with TOTP signs in with its passkey and gets aal 2 tokens wit
   t.equal(claims(data.access_token).aal, 2)
 })
 
-t.test('SR-23: adding and removing a passkey need a fresh login; listing and renaming do not; SR-25: another account\'s passkey is not found', async (t) => {
+t.test('SR-23: adding and removing a passkey need a fresh login, and the owner is notified; listing and renaming do not; SR-25: another account\'s passkey is not found', async (t) => {
   const app = await app0()
   const { u, tokens, authenticator, passkey: created } = await registered(app)
   // The login is older than REAUTH_WINDOW_MINUTES.
@@ -228,6 +229,10 @@ t.test('SR-23: adding and removing a passkey need a fresh login; listing and ren
   t.equal((await app.inject({ method: 'GET', url: `${api}/auth/passkeys`, headers: bearer(fresh.access_token) })).json().data.passkeys.length, 0)
   const gone = await signIn(app, authenticator.get(await loginOptions(app)))
   t.equal(gone.json().error.code, 'PASSKEY_INVALID', 'a removed passkey no longer signs in')
+  await app.notify.settled()
+  const notices = readOutbox(app).filter((m) => m.to === u.email)
+  t.ok(notices.some((m) => m.template === 'passkey_added'), 'the owner is told a passkey was added')
+  t.match(notices.find((m) => m.template === 'passkey_removed')?.text, /"Phone" was removed/, 'and which one was removed')
 })
 
 t.test('SR-21: a deactivated account cannot sign in with its passkey', async (t) => {

@@ -164,6 +164,7 @@ export default fp(async (fastify) => {
         throw error
       }
       await fastify.audit(caller, { action: 'passkey_registered', module: 'passkeys', targetUserId: found.user_id, metadata: { passkey_id: row.passkey_id, device_type: row.device_type, backed_up: row.backed_up, aaguid: row.aaguid } })
+      fastify.notify.notice({ account: found, template: 'passkey_added', params: { name: row.name } })
       return passkeyView(row)
     },
 
@@ -184,11 +185,13 @@ export default fp(async (fastify) => {
       await assertFreshStrongLogin(caller)
       const removed = await db.delete(passkey).where(eq(passkey.passkey_id, row.passkey_id)).returning({ id: passkey.passkey_id })
       if (removed.length === 0) throw new AppError('PASSKEY_NOT_FOUND')
+      const found = await account(caller)
       await fastify.audit(caller, { action: 'passkey_removed', module: 'passkeys', level: 'warning', targetUserId: row.user_id, metadata: { passkey_id: row.passkey_id, name: row.name } })
+      fastify.notify.notice({ account: found, template: 'passkey_removed', params: { name: row.name } })
     }
   }
   fastify.decorate('passkeys', service)
-}, { name: 'passkeys', dependencies: ['db', 'store', 'users', 'accounts', 'mfa', 'activity'] })
+}, { name: 'passkeys', dependencies: ['db', 'store', 'users', 'accounts', 'mfa', 'activity', 'notify'] })
 
 /** The name of a passkey registered without one: its kind and the day, e.g. "Synced passkey (2026-12-08)". */
 function defaultName (synced: boolean, at: number) {
