@@ -11,7 +11,7 @@ import { PgDialect } from 'drizzle-orm/pg-core'
 import { openDatabase, type DatabaseHandle } from '../../db/client.ts'
 import { migrateDatabase } from '../../db/migrate.ts'
 import { seedDatabase } from '../../db/seed.ts'
-import queriesPlugin, { listSelect, listWindowStart, statisticsSql, type ActivityFilters, type Filter } from '../../plugins/app/activity/queries.ts'
+import queriesPlugin, { listSelect, listWindowStarts, statisticsSql, type ActivityFilters, type Filter } from '../../plugins/app/activity/queries.ts'
 import { dropPartitionsBefore, listPartitions, maintainPartitions, withMaintenanceLock } from '../../plugins/app/activity/partitions.ts'
 import { API, bearer, login } from './api.ts'
 import { adminEmail, startApi, type Server } from './servers.ts'
@@ -166,16 +166,15 @@ async function explain (site: Site, c: Case, now: Date): Promise<string[]> {
     const value = c.filters[name]
     if (value) { names.push(name); values[name] = value instanceof Date ? value.toISOString() : value }
   }
-  const since = listWindowStart(c.filters, undefined, now.getTime())
   const plans: string[] = []
-  for (const window of since ? [true, false] : [false]) {
-    const query = listSelect(site.handle.db, names, false, window).toSQL()
+  // The route's reads in turn: the windows, then without a lower bound, until one fills the page.
+  for (const since of [...listWindowStarts(c.filters, undefined, now.getTime()), undefined]) {
+    const query = listSelect(site.handle.db, names, false, since !== undefined).toSQL()
     const params = query.params.map((p) => p instanceof Placeholder ? (p.name === 'since' ? since : values[p.name]) : p)
     const plan = await run(query.sql, params)
-    plans.push(`-- ${window ? 'the first read (1-day window)' : 'unbounded read'}`, ...plan)
-    // The route reads further back only when the window did not fill the page.
+    plans.push(`-- ${since ? `the read since ${since}` : 'the read without a lower bound'}`, ...plan)
     const returned = Number(/actual rows=(\d+)/.exec(plan.find((l) => l.includes('Limit')) ?? '')?.[1] ?? 0)
-    if (window && returned > LIMIT) break
+    if (returned > LIMIT) break
   }
   return plans
 }
