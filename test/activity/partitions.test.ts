@@ -6,7 +6,7 @@ import { buildContext, stack } from '../helpers/build.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 import { executeRows } from '../../db/client.ts'
 import { loadConfig } from '../../config.ts'
-import { listSelect, statisticsSql, type Filter } from '../../plugins/app/activity/queries.ts'
+import { listSelect, listWindowStarts, statisticsSql, type Filter } from '../../plugins/app/activity/queries.ts'
 import { isPartitioned, listPartitions, maintainPartitions, MAINTENANCE_LOCK_KEY, nextBoundary, partitionName } from '../../plugins/app/activity/partitions.ts'
 
 const api = '/api/v1'
@@ -109,6 +109,8 @@ t.test('pages and statistics read only the partitions their time bounds allow (E
   t.same(await explain(app, listQuery(app, [], { limit: 51 }, false, false)), all.slice().sort(), 'without the window every partition would be read')
   t.same(await explain(app, listQuery(app, ['module', 'level'], { module: 'm1', level: 'info', limit: 51, since }, false, true)), newest, 'a filtered page')
   t.same(await explain(app, listQuery(app, ['userId'], { userId: user.user_id, limit: 51, since }, false, true)), newest, "a user's own page")
+  t.same(await explain(app, listQuery(app, ['userId', 'module'], { userId: user.user_id, module: 'm1', limit: 51, since: new Date(NOW - 31 * DAY).toISOString() }, false, true)),
+    [month('2031-05-01'), ...newest].sort(), 'a sparse filter\'s second read, the month: that month\'s partitions, not all')
   const cursorAt = '2031-03-10T10:00:00.000000Z'
   t.same(await explain(app, listQuery(app, [], { limit: 51, cursor_at: cursorAt, cursor_id: '00000000-0000-0000-0000-000000000000', since: new Date(Date.parse(cursorAt) - DAY).toISOString() }, true, true)),
     [month('2031-03-01')], 'a next page: its cursor bounds it from above too')
@@ -120,7 +122,8 @@ t.test('pages and statistics read only the partitions their time bounds allow (E
   const admin = await createUser(app, { groups: ['admin'] })
   const headers = bearer((await login(app, admin.email!)).access_token)
   await app.activity.flush()
-  for (const query of ['module=m1', `user_id=${user.user_id}`, 'level=error&from=2031-01-01T00:00:00Z']) {
+  // Rows every 4 hours: the day never fills a page; with 20 a page, the month does for m1 and the user.
+  for (const [query, limit] of [['module=m1', 100], [`user_id=${user.user_id}`, 100], ['level=error&from=2031-01-01T00:00:00Z', 100], ['module=m1', 20], [`user_id=${user.user_id}`, 20]] as const) {
     const params = new URLSearchParams(query)
     const expected = await executeRows<{ log_id: string }>(app.db, sql`select log_id from activity_log where action = 'seeded'
       and (${params.get('module')}::text is null or module = ${params.get('module')})
@@ -131,15 +134,25 @@ t.test('pages and statistics read only the partitions their time bounds allow (E
     const seen: string[] = []
     let cursor: string | undefined
     for (let pages = 0; pages < 100; pages++) {
-      const res = await app.inject({ url: `${api}/activity?${query}&limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, headers })
+      const res = await app.inject({ url: `${api}/activity?${query}&limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, headers })
       t.equal(res.statusCode, 200)
       const body = res.json()
       seen.push(...body.data.filter((e: { action: string }) => e.action === 'seeded').map((e: { log_id: string }) => e.log_id))
       cursor = body.meta.pagination.next_cursor ?? undefined
       if (!cursor) break
     }
-    t.same(seen, expected.map((r) => r.log_id), `${query}: every row once, in order (${expected.length})`)
+    t.same(seen, expected.map((r) => r.log_id), `${query}, ${limit} a page: every row once, in order (${expected.length})`)
   }
+})
+
+t.test('a page reads the day before its position, then the month, and only then without a lower bound', async (t) => {
+  const iso = (at: number) => new Date(at).toISOString()
+  t.same(listWindowStarts({}, undefined, NOW), [iso(NOW - DAY), iso(NOW - 31 * DAY)], 'a first page')
+  const cursorAt = '2031-03-10T10:00:00.000000Z'
+  t.same(listWindowStarts({}, cursorAt, NOW), [iso(Date.parse(cursorAt) - DAY), iso(Date.parse(cursorAt) - 31 * DAY)], 'a next page: from its cursor')
+  t.same(listWindowStarts({ to: new Date(NOW - 100 * DAY) }, undefined, NOW), [iso(NOW - 101 * DAY), iso(NOW - 131 * DAY)], 'from `to` when it is earlier')
+  t.same(listWindowStarts({ from: new Date(NOW - 10 * DAY) }, undefined, NOW), [iso(NOW - DAY)], '`from` within the month: the day, then the range itself')
+  t.same(listWindowStarts({ from: new Date(NOW - DAY / 2) }, undefined, NOW), [], '`from` within the day: the range itself')
 })
 
 t.test('cleanup drops the partitions wholly past the cutoff and deletes rows only in the partial one', async (t) => {

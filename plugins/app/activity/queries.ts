@@ -17,8 +17,8 @@ import { dropPartitionsBefore, isPartitioned, withMaintenanceLock } from './part
  *
  * The table is partitioned by created_at (partitions.ts), so every query carries a
  * time bound PostgreSQL can prune partitions with: a page first looks only at the
- * LIST_WINDOW before its position (now, or the cursor's time, which also bounds it
- * from above) and reads further back only when that window does not fill the page;
+ * day before its position (now, or the cursor's time, which also bounds it from
+ * above), then the month, and reads further back only when neither fills the page;
  * statistics always have a from/to range.
  */
 export interface ActivityFilters {
@@ -55,8 +55,14 @@ declare module 'fastify' {
 
 const CURSOR_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/
 const CLEANUP_BATCH = 5000
-/** How far back a page looks first: at the write rates partitioning is for, a day holds many pages. */
-export const LIST_WINDOW_MS = 86_400_000
+/**
+ * How far back a page looks first, then second, before it reads without a lower
+ * bound: at the write rates partitioning is for, a day holds many pages; a month
+ * (one or two partitions) serves the filters that match fewer rows than a page a
+ * day, whose unbounded read would probe every partition.
+ */
+export const LIST_WINDOWS_MS = [86_400_000, 31 * 86_400_000] as const
+export const LIST_WINDOW_MS = LIST_WINDOWS_MS[0]
 
 // Microseconds: a cursor rounded to milliseconds would skip rows written by PostgreSQL's clock.
 const cursorTime = sql<string>`to_char(${activityLog.created_at} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
@@ -137,15 +143,26 @@ function daysBetween (from: Date, to: Date, tz: string): string[] {
 }
 
 /**
- * Where a page's first, bounded read starts (ISO time), or undefined when the
- * filters already bound it at least as tightly: LIST_WINDOW_MS before the newest
+ * Where a page's bounded read over `windowMs` starts (ISO time), or undefined when
+ * the filters already bound it at least as tightly: `windowMs` before the newest
  * time the page can hold (the cursor's, `to`, or now).
  */
-export function listWindowStart (filters: ActivityFilters, cursorAt: string | undefined, now: number): string | undefined {
+export function listWindowStart (filters: ActivityFilters, cursorAt: string | undefined, now: number, windowMs: number = LIST_WINDOW_MS): string | undefined {
   const upper = Math.min(cursorAt ? Date.parse(cursorAt) : now, filters.to?.getTime() ?? Infinity)
-  const since = upper - LIST_WINDOW_MS
+  const since = upper - windowMs
   if (filters.from && filters.from.getTime() >= since) return undefined
   return new Date(since).toISOString()
+}
+
+/** The starts of the bounded reads a page tries in turn (LIST_WINDOWS_MS), up to the first the filters already bound. */
+export function listWindowStarts (filters: ActivityFilters, cursorAt: string | undefined, now: number): string[] {
+  const starts: string[] = []
+  for (const windowMs of LIST_WINDOWS_MS) {
+    const since = listWindowStart(filters, cursorAt, now, windowMs)
+    if (since === undefined) break
+    starts.push(since)
+  }
+  return starts
 }
 
 /**
@@ -221,10 +238,16 @@ export default fp(async (fastify) => {
           ...(since ? { since } : {})
         })
       }
-      // The window's rows are all newer than any outside it: a full page from it is the page.
-      const since = listWindowStart(filters, position?.at, fastify.now())
-      let rows = since ? await run(since) : []
-      if (!since || rows.length <= limit) rows = await run(undefined)
+      // A window's rows are all newer than any outside it: a full page from it is the page.
+      let rows: Awaited<ReturnType<typeof run>> | undefined
+      for (const since of listWindowStarts(filters, position?.at, fastify.now())) {
+        const found = await run(since)
+        if (found.length > limit) {
+          rows = found
+          break
+        }
+      }
+      rows ??= await run(undefined)
       const more = rows.length > limit
       const page = more ? rows.slice(0, limit) : rows
       const last = page.at(-1)
