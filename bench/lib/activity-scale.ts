@@ -11,7 +11,7 @@ import { PgDialect } from 'drizzle-orm/pg-core'
 import { openDatabase, type DatabaseHandle } from '../../db/client.ts'
 import { migrateDatabase } from '../../db/migrate.ts'
 import { seedDatabase } from '../../db/seed.ts'
-import queriesPlugin, { listSelect, listWindowStarts, statisticsSql, type ActivityFilters, type Filter } from '../../plugins/app/activity/queries.ts'
+import queriesPlugin, { fetchSize, listSelect, listWindowStarts, statisticsSql, type ActivityFilters, type Filter } from '../../plugins/app/activity/queries.ts'
 import { dropPartitionsBefore, listPartitions, maintainPartitions, withMaintenanceLock } from '../../plugins/app/activity/partitions.ts'
 import { API, bearer, login } from './api.ts'
 import { adminEmail, startApi, type Server } from './servers.ts'
@@ -169,7 +169,7 @@ async function explain (site: Site, c: Case, now: Date): Promise<string[]> {
   const plans: string[] = []
   // The route's reads in turn: the windows, then without a lower bound, until one fills the page.
   for (const since of [...listWindowStarts(c.filters, undefined, now.getTime()), undefined]) {
-    const query = listSelect(site.handle.db, names, false, since !== undefined).toSQL()
+    const query = listSelect(site.handle.db, names, false, since !== undefined, fetchSize(LIMIT)).toSQL()
     const params = query.params.map((p) => p instanceof Placeholder ? (p.name === 'since' ? since : values[p.name]) : p)
     const plan = await run(query.sql, params)
     plans.push(`-- ${since ? `the read since ${since}` : 'the read without a lower bound'}`, ...plan)
