@@ -38,7 +38,7 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/token', {
-    config: { public: true, rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
+    config: { audited: true, public: true, rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
     schema: {
       operationId: 'issueOAuthToken',
       tags: ['auth'],

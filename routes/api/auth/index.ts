@@ -17,7 +17,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
 
   fastify.post('/login-with-password', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'loginWithPassword',
       tags,
@@ -36,7 +36,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/refresh-token', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'refreshToken',
       tags,
@@ -61,7 +61,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/logout', {
-    config: { permissions: [], allowWithoutMfa: true },
+    config: { audited: true, permissions: [], allowWithoutMfa: true },
     preValidation: bodyOptional,
     schema: {
       operationId: 'logout',
@@ -146,7 +146,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/sessions/:session_id', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     schema: {
       operationId: 'revokeSession',
       tags,

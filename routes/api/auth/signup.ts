@@ -8,7 +8,7 @@ const signup: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config } = fastify
 
   fastify.post('/verify', {
-    config: { public: true, rateLimit: { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
+    config: { audited: true, public: true, rateLimit: { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
     schema: {
       operationId: 'signUp',
       tags: ['auth'],
