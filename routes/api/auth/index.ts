@@ -28,10 +28,10 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(LoginResultSchema)) }
     }
   }, async (request, reply) => {
-    const { identifier, email, phone_number: phone, user_name: userName, password } = request.body
+    const { identifier, email, phone_number: phone, user_name: userName, password, device_name: deviceName } = request.body
     const id = identifier ?? email ?? phone ?? userName
     if (!id) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/identifier', message: 'identifier (or email, phone_number, user_name) is required' }] })
-    const outcome = await fastify.login.withPassword(request.caller, id, password, 'password')
+    const outcome = await fastify.login.withPassword(request.caller, id, password, 'password', { deviceName })
     return reply.ok(outcome, { message: needsSecondFactor(outcome) ? 'success.mfa_required' : 'success.login' })
   })
 
