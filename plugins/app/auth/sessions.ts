@@ -246,7 +246,7 @@ export function toSessionView (s: Session, currentSessionId: string | null = nul
 /** A given device name, trimmed; blank is none. The schema has refused control characters and bounded the length. */
 export function deviceNameOf (name: string | null | undefined): string | null {
   const trimmed = name?.trim()
-  return trimmed ? trimmed : null
+  return trimmed || null
 }
 
 /** A short, human label of the device ("Chrome on macOS"), for the sessions list. */
