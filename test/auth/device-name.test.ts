@@ -23,7 +23,7 @@ async function storedName (sessionId: string) {
 
 async function ownList (access: string) {
   const res = await app.inject({ url: '/api/v1/auth/sessions', headers: bearer(access) })
-  t.equal(res.statusCode, 200, res.body)
+  if (res.statusCode !== 200) throw new Error(`sessions: ${res.statusCode} ${res.body}`)
   return res.json().data as Array<{ session_id: string, device_name: string | null, device: string | null, current: boolean }>
 }
 
