@@ -101,12 +101,12 @@ t.test('issue 18: the schema refuses control characters and over-long names', as
   t.equal(ok.statusCode, 200, 'letters of any script, punctuation and spaces are fine')
 })
 
-t.test('issue 18: migration 0004 moves the parsed label of existing sessions from device_name to device', async (t) => {
+t.test('issue 18: migration 0005 moves the parsed label of existing sessions from device_name to device', async (t) => {
   const u = await createUser(app)
   const old = await app.sessions.create(u, { ip: '127.0.0.1', method: 'password' })
   // A row as the previous version wrote it: the parsed user agent in device_name.
   await app.db.update(session).set({ device_name: 'Chrome on macOS', device: null }).where(eq(session.session_id, old.session_id))
-  const statements = readFileSync(new URL('../../db/migrations/0004_session_device.sql', import.meta.url), 'utf8').split('--> statement-breakpoint')
+  const statements = readFileSync(new URL('../../db/migrations/0005_session_device.sql', import.meta.url), 'utf8').split('--> statement-breakpoint')
   const backfill = statements.find((s) => s.includes('UPDATE'))
   t.ok(backfill, 'the migration has its backfill')
   await app.db.execute(sql.raw(backfill!))
