@@ -76,6 +76,7 @@ export const ConfigSchema = Type.Object({
   PROFILE_PICTURE_THUMBNAIL_SIZE: Int(128, 'Side of the square profile picture thumbnail (pixels)', 16, 512),
   IMAGE_POOL_THREADS: Int(1, 'Worker threads re-encoding images (started on first use)', 1, 64),
   ACTIVITY_LOG_REQUESTS: Bool(true, 'Write an activity_log row for every mutating request (POST/PUT/PATCH/DELETE) that has no explicit audit row; auth events are always written'),
+  ACTIVITY_LOG_CLIENT_ERRORS: Type.Union(['none', 'unaudited', 'all'].map((l) => Type.Literal(l)), { default: 'unaudited', description: 'Which mutating requests answered 4xx get an automatic activity_log row: unaudited = only routes without an audit row of their own (config.audited), none = no 4xx rows, all = every route; audit rows are always written' }),
   ACTIVITY_FLUSH_INTERVAL_MS: Int(1000, 'Activity rows are buffered and written in batches at least this often', 10, 60000),
   ACTIVITY_BATCH_SIZE: Int(200, 'A batch is written as soon as this many activity rows wait', 1, 2000),
   ACTIVITY_BUFFER_MAX: Int(10000, 'Most activity rows held in memory (e.g. while PostgreSQL is down); when full, the oldest request rows are dropped and counted, audit rows never', 10, 1000000),

@@ -8,13 +8,25 @@ import { MfaRequiredSchema } from './mfa.ts'
 const PasswordInput = Type.String({ minLength: 1, maxLength: 4096, description: 'The password (8-128 characters by default)' })
 const Identifier = Type.String({ minLength: 1, maxLength: 320 })
 
+/**
+ * A name for the session's device, shown in the session lists. No control characters
+ * (C0, DEL, C1), line or paragraph separators or bidirectional overrides, which could
+ * disguise an entry; blank counts as none.
+ */
+export const DeviceNameInput = Type.String({
+  minLength: 1,
+  maxLength: 100,
+  pattern: '^[^\\u0000-\\u001F\\u007F-\\u009F\\u2028\\u2029\\u202A-\\u202E\\u2066-\\u2069]*$',
+  description: 'Names this session\'s device in the session lists (e.g. "Alice\'s phone"); up to 100 characters, no control characters'
+})
+
 export const LoginBody = StrictObject({
   identifier: Type.Optional({ ...Identifier, description: 'Email, phone number (E.164, +...) or user name' }),
   email: Type.Optional(Identifier),
   phone_number: Type.Optional(Identifier),
   user_name: Type.Optional(Identifier),
   password: PasswordInput,
-  device_name: Type.Optional(Type.String({ maxLength: 100 }))
+  device_name: Type.Optional(DeviceNameInput)
 }, { $id: 'LoginRequest', description: 'Send `identifier` (or one of email / phone_number / user_name) and the password' })
 
 export const TokenBundleSchema = Type.Object({
@@ -41,7 +53,8 @@ export const LogoutScope = Type.Union([Type.Literal('current'), Type.Literal('ot
 
 export const SessionSchema = Type.Object({
   session_id: Type.String({ format: 'uuid' }),
-  device_name: Nullable(Type.String()),
+  device_name: Nullable(Type.String({ description: 'The device_name given at login, else the device parsed from the user agent' })),
+  device: Nullable(Type.String({ description: 'Browser and system parsed from the user agent, e.g. "Chrome on macOS"' })),
   ip_address: Nullable(Type.String()),
   user_agent: Nullable(Type.String()),
   auth_method: Type.String(),

@@ -27,7 +27,7 @@ export const ProfilePictureSchema = Type.Object({
   width: Type.Integer(),
   height: Type.Integer(),
   size_bytes: Type.Integer(),
-  previous_picture_deleted: Type.Boolean({ description: 'False when the previous picture could not be removed from storage (it stays listed under purpose=profile_picture)' })
+  previous_picture_deleted: Type.Boolean({ description: 'True when a previous picture was replaced and removed; false for a first picture (nothing to delete) and when the previous picture could not be removed from storage (it stays listed under purpose=profile_picture)' })
 }, { $id: 'ProfilePicture', description: 'The re-encoded profile picture' })
 
 export const mediaSchemas = [MediaSchema, ProfilePictureSchema]

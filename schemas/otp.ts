@@ -3,6 +3,7 @@ import { literals, StrictObject } from './envelope.ts'
 import { UserSchema } from './user.ts'
 import { languages } from '../i18n/index.ts'
 import { ref } from './ref.ts'
+import { DeviceNameInput, TokenBundleSchema } from './auth.ts'
 
 /**
  * Bodies and answers of the one-time-password, sign-up, password and contact
@@ -61,20 +62,42 @@ export const OtpVerifiedSchema = Type.Object({
 
 export const LoginWithOtpBody = StrictObject({
   ...destination,
-  ...proof
+  ...proof,
+  device_name: Type.Optional(DeviceNameInput)
 }, { $id: 'LoginWithOtpRequest', description: 'email or phone_number, and the code (or a verification_token)' })
 
 export const SignupBody = StrictObject({
   ...destination,
   ...proof,
-  password: NewPassword,
+  signup_code_sent_to: Type.Optional(literals(['email', 'phone_number'] as const, {
+    description: 'With both email and phone_number: which of them received the sign-up code (that one is verified; the other gets a verification code)'
+  })),
+  password: Type.Optional({ ...NewPassword, description: 'Optional: without one, the account signs in with one-time passwords until P/auth/set-password gives it one' }),
+  device_name: Type.Optional(DeviceNameInput),
   user_name: Type.Optional(UserNameInput),
   first_name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
   last_name: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
   language: Type.Optional(literals(languages)),
   timezone: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'An IANA time zone, e.g. Europe/Paris' })),
   country: Type.Optional(Type.String({ pattern: '^[A-Z]{2}$', description: 'ISO 3166-1 alpha-2' }))
-}, { $id: 'SignupRequest', description: 'Sign up with a code sent for the purpose signup; sets the password in the same call' })
+}, {
+  $id: 'SignupRequest',
+  description: 'Sign up with a code sent for the purpose signup to the email or the phone_number; may set the password in the same call. ' +
+    'Both email and phone_number may be given (then signup_code_sent_to says which one the code went to): the other one starts unverified ' +
+    'and gets a verify_email or verify_phone code, for P/auth/verify-email-and-phone.'
+})
+
+/** Sign-up's answer: the first session's tokens, and where a verification code went for a second address. */
+export const SignupResultSchema = Type.Object({
+  ...TokenBundleSchema.properties,
+  code_sent_to: Type.Optional(Type.Object({
+    purpose: literals(['verify_email', 'verify_phone'] as const),
+    channel: OtpChannel,
+    destination: Type.String({ description: 'The address, partly masked' }),
+    expires_in: Type.Integer({ description: 'Seconds the code stays valid' }),
+    resend_in: Type.Integer({ description: 'Seconds before another code can be sent to this address' })
+  }, { description: 'Present when a second address was given and a verification code was sent to it: send that code to P/auth/verify-email-and-phone. Absent when no code could be sent (ask for one with send-one-time-password, purpose verify_email or verify_phone).' }))
+}, { $id: 'SignupResult' })
 
 export const SetPasswordBody = StrictObject({ password: NewPassword }, { $id: 'SetPasswordRequest' })
 
@@ -131,7 +154,7 @@ export const ContactChangeSchema = Type.Object({
 }, { $id: 'ContactChange' })
 
 export const otpSchemas = [
-  SendOtpBody, OtpSentSchema, VerifyOtpBody, OtpVerifiedSchema, LoginWithOtpBody, SignupBody,
+  SendOtpBody, OtpSentSchema, VerifyOtpBody, OtpVerifiedSchema, LoginWithOtpBody, SignupBody, SignupResultSchema,
   SetPasswordBody, ChangePasswordBody, ForgetPasswordBody, PasswordChangedSchema, VerifyContactBody,
   AvailabilityBody, AvailabilitySchema, ChangeEmailBody, ChangePhoneBody, ContactChangeSchema
 ]
@@ -142,3 +165,4 @@ export type OtpVerifiedView = Static<typeof OtpVerifiedSchema>
 export type PasswordChangedView = Static<typeof PasswordChangedSchema>
 export type AvailabilityView = Static<typeof AvailabilitySchema>
 export type ContactChangeView = Static<typeof ContactChangeSchema>
+export type SignupResultView = Static<typeof SignupResultSchema>

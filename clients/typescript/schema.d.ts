@@ -506,8 +506,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Sign up: a code sent for the purpose signup, the password and profile basics; answers the tokens of a first session
-         * @description First POST send-one-time-password with purpose signup. The verified address (email or phone) becomes the account's identifier; the account joins the group user. Identifiers are normalised: emails lower-cased, phone numbers in E.164.
+         * Sign up: a code sent for the purpose signup, profile basics and optionally a password; answers the tokens of a first session
+         * @description First POST send-one-time-password with purpose signup. The address the code went to (email or phone) is verified and is the account's auth type; the account joins the group user. A second address (both email and phone_number, with signup_code_sent_to) starts unverified and gets a verification code at once (code_sent_to in the answer; confirm it at verify-email-and-phone). Without a password the account logs in with one-time passwords until set-password gives it one. Identifiers are normalised: emails lower-cased, phone numbers in E.164.
          */
         post: operations["signUp"];
         delete?: never;
@@ -2142,7 +2142,10 @@ export interface components {
         Session: {
             /** Format: uuid */
             session_id: string;
+            /** @description The device_name given at login, else the device parsed from the user agent */
             device_name: string | null;
+            /** @description Browser and system parsed from the user agent, e.g. "Chrome on macOS" */
+            device: string | null;
             ip_address: string | null;
             user_agent: string | null;
             auth_method: string;
@@ -2187,6 +2190,7 @@ export interface components {
             user_name?: string;
             /** @description The password (8-128 characters by default) */
             password: string;
+            /** @description Names this session's device in the session lists (e.g. "Alice's phone"); up to 100 characters, no control characters */
             device_name?: string;
         };
         RefreshRequest: {
@@ -2259,8 +2263,10 @@ export interface components {
             otp?: string;
             /** @description What verify-one-time-password returned, instead of the code */
             verification_token?: string;
+            /** @description Names this session's device in the session lists (e.g. "Alice's phone"); up to 100 characters, no control characters */
+            device_name?: string;
         };
-        /** @description Sign up with a code sent for the purpose signup; sets the password in the same call */
+        /** @description Sign up with a code sent for the purpose signup to the email or the phone_number; may set the password in the same call. Both email and phone_number may be given (then signup_code_sent_to says which one the code went to): the other one starts unverified and gets a verify_email or verify_phone code, for P/auth/verify-email-and-phone. */
         SignupRequest: {
             /**
              * Format: email
@@ -2273,8 +2279,15 @@ export interface components {
             otp?: string;
             /** @description What verify-one-time-password returned, instead of the code */
             verification_token?: string;
-            /** @description The new password (8-128 characters by default; common passwords are refused) */
-            password: string;
+            /**
+             * @description With both email and phone_number: which of them received the sign-up code (that one is verified; the other gets a verification code)
+             * @enum {string}
+             */
+            signup_code_sent_to?: "email" | "phone_number";
+            /** @description Optional: without one, the account signs in with one-time passwords until P/auth/set-password gives it one */
+            password?: string;
+            /** @description Names this session's device in the session lists (e.g. "Alice's phone"); up to 100 characters, no control characters */
+            device_name?: string;
             /** @description 3-30 letters, digits, _ . -; starts with a letter */
             user_name?: string;
             first_name?: string;
@@ -2285,6 +2298,38 @@ export interface components {
             timezone?: string;
             /** @description ISO 3166-1 alpha-2 */
             country?: string;
+        };
+        SignupResult: {
+            access_token: string;
+            session_token: string;
+            refresh_token: string;
+            /** Format: uuid */
+            session_id: string;
+            /** @enum {string} */
+            token_type: "bearer";
+            /** @description Seconds until the access token expires */
+            expires_in: number;
+            /** @description Seconds until the session token expires */
+            session_expires_in: number;
+            /** @description Seconds until the refresh token expires if unused */
+            refresh_expires_in: number;
+            user: components["schemas"]["User"];
+            /** @description Present when a second address was given and a verification code was sent to it: send that code to P/auth/verify-email-and-phone. Absent when no code could be sent (ask for one with send-one-time-password, purpose verify_email or verify_phone). */
+            code_sent_to?: {
+                /** @enum {string} */
+                purpose: "verify_email" | "verify_phone";
+                /**
+                 * @description email for an email address; sms (default) or whatsapp for a phone number
+                 * @enum {string}
+                 */
+                channel: "email" | "sms" | "whatsapp";
+                /** @description The address, partly masked */
+                destination: string;
+                /** @description Seconds the code stays valid */
+                expires_in: number;
+                /** @description Seconds before another code can be sent to this address */
+                resend_in: number;
+            };
         };
         SetPasswordRequest: {
             /** @description The new password (8-128 characters by default; common passwords are refused) */
@@ -2418,7 +2463,7 @@ export interface components {
             width: number;
             height: number;
             size_bytes: number;
-            /** @description False when the previous picture could not be removed from storage (it stays listed under purpose=profile_picture) */
+            /** @description True when a previous picture was replaced and removed; false for a first picture (nothing to delete) and when the previous picture could not be removed from storage (it stays listed under purpose=profile_picture) */
             previous_picture_deleted: boolean;
         };
         /** @description An activity log entry: an audit event, a client event or a mutating request */
@@ -3206,6 +3251,8 @@ export interface operations {
                     scope?: string;
                     client_id?: string;
                     client_secret?: string;
+                    /** @description Names this session's device in the session lists (e.g. "Alice's phone"); up to 100 characters, no control characters */
+                    device_name?: string;
                 };
                 "application/json": {
                     /** @description Must be "password" */
@@ -3216,6 +3263,8 @@ export interface operations {
                     scope?: string;
                     client_id?: string;
                     client_secret?: string;
+                    /** @description Names this session's device in the session lists (e.g. "Alice's phone"); up to 100 characters, no control characters */
+                    device_name?: string;
                 };
             };
         };
@@ -4460,7 +4509,7 @@ export interface operations {
                         /** @description Request id, also sent as X-Request-Id */
                         id: string;
                         message: string;
-                        data: components["schemas"]["TokenBundle"];
+                        data: components["schemas"]["SignupResult"];
                         /** Format: date-time */
                         timestamp: string;
                     };

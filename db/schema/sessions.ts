@@ -26,7 +26,10 @@ export const session = pgTable('session', {
   // The session's assurance: authentication methods (RFC 8176 names, space-separated) and level (1 or 2).
   amr: text('amr').notNull().default('pwd'),
   aal: smallint('aal').notNull().default(1),
+  // The name the client gave at login (device_name), if any.
   device_name: text('device_name'),
+  // The browser and system parsed from the user agent ("Chrome on macOS"): the new-device check compares it.
+  device: text('device'),
   ip_address: text('ip_address'),
   user_agent: text('user_agent'),
   created_at: timestamptz('created_at').notNull().defaultNow(),

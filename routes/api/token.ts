@@ -4,6 +4,7 @@ import formbody from '@fastify/formbody'
 import { AppError } from '../../schemas/errors.ts'
 import { toAppError } from '../../plugins/app/http/errors.ts'
 import { needsSecondFactor } from '../../plugins/app/auth/login.ts'
+import { DeviceNameInput } from '../../schemas/auth.ts'
 
 /**
  * `P/token`: the OAuth2 password grant (RFC 6749 §4.3), so Swagger UI's Authorize
@@ -38,7 +39,7 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/token', {
-    config: { public: true, rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
+    config: { audited: true, public: true, rateLimit: { max: fastify.config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
     schema: {
       operationId: 'issueOAuthToken',
       tags: ['auth'],
@@ -53,7 +54,8 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
         password: Type.String({ minLength: 1, maxLength: 4096 }),
         scope: Type.Optional(Type.String({ maxLength: 200 })),
         client_id: Type.Optional(Type.String({ maxLength: 200 })),
-        client_secret: Type.Optional(Type.String({ maxLength: 200 }))
+        client_secret: Type.Optional(Type.String({ maxLength: 200 })),
+        device_name: Type.Optional(DeviceNameInput)
       }),
       response: {
         200: Type.Object({
@@ -72,7 +74,7 @@ const token: FastifyPluginAsyncTypebox = async (fastify) => {
     if (request.body.grant_type !== 'password') {
       throw Object.assign(new AppError('BAD_REQUEST', { details: { grant_type: request.body.grant_type } }), { oauthCode: 'unsupported_grant_type' })
     }
-    const bundle = await fastify.login.withPassword(request.caller, request.body.username, request.body.password, 'oauth_password')
+    const bundle = await fastify.login.withPassword(request.caller, request.body.username, request.body.password, 'oauth_password', { deviceName: request.body.device_name })
     if (needsSecondFactor(bundle)) {
       return reply.code(403).header('Cache-Control', 'no-store').header('Pragma', 'no-cache').send({
         error: 'mfa_required',

@@ -4,11 +4,14 @@ import type { FastifyInstance, InjectOptions } from 'fastify'
 import { build } from '../helpers/build.ts'
 import { createUser, defaultPassword } from '../helpers/users.ts'
 import { activityLog } from '../../db/schema/index.ts'
+import { loadConfig } from '../../config.ts'
 
 /**
  * The automatic rows: a mutating request that wrote no audit row gets exactly
  * one row (route pattern, status, duration, parsed user agent; never the body),
  * reads and unknown routes get none, and ACTIVITY_LOG_REQUESTS switches them off.
+ * ACTIVITY_LOG_CLIENT_ERRORS decides which 4xx answers get one: by default only
+ * those of routes without an audit row of their own (`config.audited`).
  */
 const api = '/api/v1'
 const iphone = 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1'
@@ -30,8 +33,8 @@ async function rowsOf (app: FastifyInstance, requestId: string) {
   return app.db.select().from(activityLog).where(eq(activityLog.request_id, requestId))
 }
 
-t.test('SR-38: a mutating request without an auth event gets one automatic row; reads and unknown routes get none', async (t) => {
-  const app = await build(t, quiet)
+t.test('SR-38: a mutating request without an auth event gets one automatic row; reads and unknown routes get none (ACTIVITY_LOG_CLIENT_ERRORS=all)', async (t) => {
+  const app = await build(t, { ...quiet, ACTIVITY_LOG_CLIENT_ERRORS: 'all' })
   const call = client(app)
   const u = await createUser(app)
   const login = (await call({ method: 'POST', url: `${api}/auth/login-with-password`, payload: { identifier: u.email, password: defaultPassword } })).json().data
@@ -87,6 +90,55 @@ t.test('ACTIVITY_LOG_REQUESTS=false turns the automatic rows off, never the audi
   const info = await call({ method: 'POST', url: `${api}/auth/token-info`, headers: { authorization: `Bearer ${login.json().data.access_token}` } })
   t.equal(info.statusCode, 200)
   t.same(await rowsOf(app, info.requestId), [])
+})
+
+t.test('issue 18: by default (unaudited) 4xx answers of audited routes get no automatic row; other routes and audit rows are kept', async (t) => {
+  const app = await build(t, quiet)
+  t.equal(app.config.ACTIVITY_LOG_CLIENT_ERRORS, 'unaudited', 'the default')
+  const call = client(app)
+  const u = await createUser(app)
+  const login = (await call({ method: 'POST', url: `${api}/auth/login-with-password`, payload: { identifier: u.email, password: defaultPassword } })).json().data
+  const auth = { authorization: `Bearer ${login.access_token}` }
+
+  const missing = await call({ method: 'DELETE', url: `${api}/auth/sessions/00000000-0000-4000-8000-000000000000`, headers: auth })
+  t.equal(missing.statusCode, 404)
+  t.same(await rowsOf(app, missing.requestId), [], 'an audited route: its 404 writes nothing')
+  const badToken = await call({ method: 'POST', url: `${api}/auth/logout`, headers: { authorization: 'Bearer not-a-token' } })
+  t.equal(badToken.statusCode, 401)
+  t.same(await rowsOf(app, badToken.requestId), [], 'nor its 401')
+  const invalid = await call({ method: 'POST', url: `${api}/auth/change-password`, headers: auth, payload: { new_password: 'x' } })
+  t.equal(invalid.statusCode, 400)
+  t.same(await rowsOf(app, invalid.requestId), [], 'nor a validation error')
+
+  const wrong = await call({ method: 'POST', url: `${api}/auth/login-with-password`, payload: { identifier: u.email, password: 'not the password' } })
+  t.equal(wrong.statusCode, 401)
+  t.same((await rowsOf(app, wrong.requestId)).map((r) => [r.action, r.status_code]), [['login_failed', 401]], 'the audit row of a refusal stays')
+
+  const unaudited = await call({ method: 'POST', url: `${api}/auth/token-info`, payload: { token: 'not-a-token' } })
+  t.equal(unaudited.statusCode, 401)
+  t.match(await rowsOf(app, unaudited.requestId), [{ action: 'request', status_code: 401, level: 'warning' }], 'a route without audit rows keeps its 4xx rows')
+  const ok = await call({ method: 'POST', url: `${api}/auth/token-info`, headers: auth })
+  t.match(await rowsOf(app, ok.requestId), [{ action: 'request', status_code: 200 }], 'and its successes')
+})
+
+t.test('issue 18: ACTIVITY_LOG_CLIENT_ERRORS=none drops every 4xx automatic row, never a 2xx one or an audit row', async (t) => {
+  const app = await build(t, { ...quiet, ACTIVITY_LOG_CLIENT_ERRORS: 'none' })
+  const call = client(app)
+  const u = await createUser(app)
+  const refused = await call({ method: 'POST', url: `${api}/auth/token-info`, payload: { token: 'not-a-token' } })
+  t.equal(refused.statusCode, 401)
+  t.same(await rowsOf(app, refused.requestId), [])
+  const wrong = await call({ method: 'POST', url: `${api}/auth/login-with-password`, payload: { identifier: u.email, password: 'not the password' } })
+  t.same((await rowsOf(app, wrong.requestId)).map((r) => r.action), ['login_failed'])
+  const login = (await call({ method: 'POST', url: `${api}/auth/login-with-password`, payload: { identifier: u.email, password: defaultPassword } })).json().data
+  const ok = await call({ method: 'POST', url: `${api}/auth/token-info`, headers: { authorization: `Bearer ${login.access_token}` } })
+  t.equal(ok.statusCode, 200)
+  t.match(await rowsOf(app, ok.requestId), [{ action: 'request', status_code: 200 }])
+})
+
+t.test('issue 18: ACTIVITY_LOG_CLIENT_ERRORS takes none, unaudited or all', async (t) => {
+  t.equal(loadConfig({ ACTIVITY_LOG_CLIENT_ERRORS: 'all' }).ACTIVITY_LOG_CLIENT_ERRORS, 'all')
+  t.throws(() => loadConfig({ ACTIVITY_LOG_CLIENT_ERRORS: 'some' }), { name: 'ConfigError' })
 })
 
 t.test('row ids are time-ordered (UUIDv7), so the primary key grows at one end', async (t) => {

@@ -39,6 +39,7 @@ t.test('profile pictures are re-encoded: GPS and other EXIF gone, size bounded, 
   t.equal(app.images.tasks.profilePicture, 1, 'the image was decoded and re-encoded by the worker pool')
   t.not(await app.images.workerThreadId(), 0, 'whose threads are not the main thread')
   t.equal(res.json().message, 'Profile picture updated')
+  t.equal(data.previous_picture_deleted, false, 'issue 18: a first picture had nothing to delete')
 
   const served = await app.inject({ method: 'GET', url: data.profile_picture_url })
   t.equal(served.statusCode, 200, 'profile pictures are served without a signature')

@@ -17,7 +17,10 @@ import { toPublicUser, type PublicUser } from './users.ts'
 export interface SignUpInput {
   email?: string
   phone_number?: string
-  passwordHash: string
+  /** The address the sign-up code proved: the account's auth type, and its only verified address. */
+  verified: 'email' | 'phone'
+  /** Null: no password yet (one-time-password logins, then set-password). */
+  passwordHash: string | null
   user_name?: string
   first_name?: string
   last_name?: string
@@ -29,7 +32,7 @@ export interface SignUpInput {
 export interface Availability { email?: boolean, phone_number?: boolean, user_name?: boolean }
 
 export interface AccountService {
-  /** Creates the account with its verified channel, in the default group, in one transaction. */
+  /** Creates the account (the proven address verified, another one not), in the default group, in one transaction. */
   signUp: (input: SignUpInput) => Promise<User>
   /** Sets a new password hash and `password_changed_at`. */
   setPassword: (userId: string, hash: string) => Promise<User>
@@ -70,16 +73,16 @@ export default fp(async (fastify) => {
           phone_number: input.phone_number ?? null,
           user_name: input.user_name ?? null,
           password: input.passwordHash,
-          password_changed_at: at,
-          auth_type: input.email ? 'email' : 'phone',
+          password_changed_at: input.passwordHash === null ? null : at,
+          auth_type: input.verified,
           user_type: 'user',
           first_name: input.first_name ?? null,
           last_name: input.last_name ?? null,
           language: input.language,
           ...(input.timezone ? { timezone: input.timezone } : {}),
           country: input.country ?? null,
-          is_email_verified: input.email !== undefined,
-          is_phone_verified: input.phone_number !== undefined,
+          is_email_verified: input.verified === 'email',
+          is_phone_verified: input.verified === 'phone',
           created_at: at,
           last_updated: at
         }, tx)

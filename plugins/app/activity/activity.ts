@@ -67,6 +67,13 @@ declare module 'fastify' {
     audit: (caller: Caller | null, event: AuditEvent) => Promise<void>
     activity: ActivityService
   }
+  interface FastifyContextConfig {
+    /**
+     * The route writes an audit row of its own (fastify.audit) for what it does, so
+     * its 4xx answers get no automatic row unless ACTIVITY_LOG_CLIENT_ERRORS=all.
+     */
+    audited?: boolean
+  }
 }
 
 const MUTATING = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
@@ -173,6 +180,24 @@ export default fp(async (fastify) => {
     stats: () => ({ pending: buffer.pending, dropped: buffer.dropped, written: buffer.written })
   } satisfies ActivityService)
 
+  /**
+   * Whether an answer gets its automatic row: 2xx, 3xx and 5xx always; 4xx per
+   * ACTIVITY_LOG_CLIENT_ERRORS. A route with its own audit row (`config.audited`)
+   * already records its refusals that matter (login_failed, reauth_failed, ...);
+   * its validation and token errors would otherwise fill the caller's activity.
+   */
+  const clientErrors = config.ACTIVITY_LOG_CLIENT_ERRORS
+  const rowFor = (audited: boolean | undefined, status: number) =>
+    status < 400 || status >= 500 || clientErrors === 'all' || (clientErrors === 'unaudited' && audited !== true)
+
+  /** Once per route: it writes audit rows but does not say so, so its 4xx answers still get automatic rows. */
+  const warned = new Set<string>()
+  const undeclared = (url: string | undefined) => {
+    if (url === undefined || warned.has(url)) return
+    warned.add(url)
+    fastify.log.warn({ route: url }, 'route writes audit rows without config.audited: true (ACTIVITY_LOG_CLIENT_ERRORS)')
+  }
+
   // The error code of a failed request, for the metadata of its automatic row.
   const errorCodes = new WeakMap<object, string>()
   fastify.addHook('onError', async (request, _reply, error) => {
@@ -182,13 +207,14 @@ export default fp(async (fastify) => {
   fastify.addHook('onResponse', (request, reply, done) => {
     const own = existingCaller(request)?.auditRows as PendingRow[] | null | undefined
     if (own) {
+      if (request.routeOptions.config.audited !== true && MUTATING.has(request.method)) undeclared(request.routeOptions.url)
       // Audit rows were queued mid-request: they get the outcome while they still wait.
       for (const p of own) {
         if (p.taken) continue
         p.row.status_code ??= reply.statusCode
         p.row.duration_ms = Math.round(reply.elapsedTime)
       }
-    } else if (config.ACTIVITY_LOG_REQUESTS && MUTATING.has(request.method) && !request.is404) {
+    } else if (config.ACTIVITY_LOG_REQUESTS && MUTATING.has(request.method) && !request.is404 && rowFor(request.routeOptions.config.audited, reply.statusCode)) {
       const endpoint = request.routeOptions.url
       if (endpoint) automaticRow(request.caller, endpoint, request.params, errorCodes.get(request), reply.statusCode, reply.elapsedTime)
     }

@@ -2,12 +2,11 @@ import fp from 'fastify-plugin'
 import type { Static } from '@sinclair/typebox'
 import type { User } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
-import type { ChangeEmailBody, ChangePhoneBody, ForgetPasswordBody, LoginWithOtpBody, SendOtpBody, SignupBody, VerifyContactBody } from '../../../schemas/otp.ts'
+import type { ChangeEmailBody, ChangePhoneBody, ForgetPasswordBody, LoginWithOtpBody, SendOtpBody, SignupBody, SignupResultView, VerifyContactBody } from '../../../schemas/otp.ts'
 import { isTimeZone } from '../../../schemas/time-zone.ts'
 import type { Channel } from '../notifications/notify.ts'
-import { maskAddress } from '../accounts/contact.ts'
-import { channelFor, destinationOf, requireProof, type Destination, type IssueResult, type OtpPurpose } from './otp.ts'
-import type { TokenBundle } from './tokens.ts'
+import { maskAddress, normalizeEmail } from '../accounts/contact.ts'
+import { channelFor, destinationOf, requirePhone, requireProof, type Destination, type IssueResult, type OtpPurpose } from './otp.ts'
 import type { LoginOutcome } from './login.ts'
 import { signedIn, type Caller } from './caller.ts'
 import { toPublicUser, type PublicUser } from '../accounts/users.ts'
@@ -25,7 +24,7 @@ export interface CredentialFlows {
   verifyCode: (caller: Caller, body: { email?: string, phone_number?: string, purpose: OtpPurpose, otp: string }) => Promise<{ verification_token: string, expires_in: number }>
   /** The session's tokens, or an MFA ticket when the account has a second factor. */
   loginWithOtp: (caller: Caller, body: Static<typeof LoginWithOtpBody>) => Promise<LoginOutcome>
-  signUp: (caller: Caller, body: Static<typeof SignupBody>) => Promise<TokenBundle>
+  signUp: (caller: Caller, body: Static<typeof SignupBody>) => Promise<SignupResultView>
   setPassword: (caller: Caller, password: string) => Promise<PublicUser>
   changePassword: (caller: Caller, currentPassword: string, newPassword: string) => Promise<{ revoked_sessions: number }>
   resetPassword: (caller: Caller, body: Static<typeof ForgetPasswordBody>) => Promise<{ revoked_sessions: number }>
@@ -100,27 +99,68 @@ export default fp(async (fastify) => {
     await otp.redeem(caller, { purpose: 'login', destination: destination.value, otp: body.otp, verification_token: body.verification_token, userId: found?.user_id })
     // A code is only ever sent to an existing account; it may have been deleted since.
     if (!found) throw new AppError('OTP_INVALID')
-    return login.complete(caller, found, { method: 'otp', metadata: { channel: destination.kind }, beforeSession: () => provenChannel(found, destination) })
+    return login.complete(caller, found, { method: 'otp', deviceName: body.device_name, metadata: { channel: destination.kind }, beforeSession: () => provenChannel(found, destination) })
+  }
+
+  /**
+   * The addresses of a sign-up: the one its code proved, and an optional second one
+   * (both email and phone_number given; `signup_code_sent_to` says which got the code).
+   */
+  function signupContacts (body: Static<typeof SignupBody>): { proven: Destination, second?: Destination } {
+    const email: Destination | undefined = body.email === undefined ? undefined : { kind: 'email', value: normalizeEmail(body.email) }
+    const phone: Destination | undefined = body.phone_number === undefined ? undefined : { kind: 'phone', value: requirePhone(body.phone_number) }
+    const named = body.signup_code_sent_to
+    const refuse = (message: string) => new AppError('VALIDATION_ERROR', { details: [{ field: 'body/signup_code_sent_to', message }] })
+    if (email && phone) {
+      if (named === undefined) throw refuse('with both email and phone_number, say which one received the sign-up code')
+      return named === 'email' ? { proven: email, second: phone } : { proven: phone, second: email }
+    }
+    const only = email ?? phone
+    if (!only) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body', message: 'send email, phone_number or both' }] })
+    if (named !== undefined && named !== (only.kind === 'email' ? 'email' : 'phone_number')) throw refuse(`no ${named} was given`)
+    return { proven: only }
+  }
+
+  /** A verification code to a sign-up's second address; undefined when none could go (limits, delivery): the account stands either way. */
+  async function sendSecondCode (caller: Caller, account: User, destination: Destination) {
+    const purpose = destination.kind === 'email' ? 'verify_email' as const : 'verify_phone' as const
+    try {
+      await perIdentifier('otp-send', destination.value)
+      const sent = await otp.issue(caller, { purpose, destination: destination.value, channel: channelFor(destination), lang: account.language, subject: account.user_id, userId: account.user_id })
+      return { purpose, ...sent }
+    } catch (err) {
+      fastify.log.warn({ err, userId: account.user_id, purpose }, 'sign-up: no verification code for the second address')
+      return undefined
+    }
   }
 
   async function signUp (caller: Caller, body: Static<typeof SignupBody>) {
-    const destination = destinationOf(body)
+    const { proven, second } = signupContacts(body)
     requireProof(body)
-    await perIdentifier('signup-id', destination.value)
+    await perIdentifier('signup-id', proven.value)
     // Everything that can be refused without the code is refused before it is spent.
-    passwords.check(body.password)
+    if (body.password !== undefined) passwords.check(body.password)
     if (body.timezone !== undefined && !isTimeZone(body.timezone)) {
       throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/timezone', message: 'not an IANA time zone' }] })
     }
-    await otp.redeem(caller, { purpose: 'signup', destination: destination.value, otp: body.otp, verification_token: body.verification_token })
-    // Only a caller who proved the address learns whether the user name is taken (SR-8).
-    // The code is spent by then: a ticket for it lets them retry with another name.
+    await otp.redeem(caller, { purpose: 'signup', destination: proven.value, otp: body.otp, verification_token: body.verification_token })
+    // Only a caller who proved the address learns whether the user name or the second
+    // address is taken (SR-8). The code is spent by then: a ticket for it lets them retry.
     if (body.user_name !== undefined && !(await accounts.availability({ user_name: body.user_name })).user_name) {
-      throw new AppError('USER_NAME_TAKEN', { details: await otp.issueTicket('signup', destination.value) })
+      throw new AppError('USER_NAME_TAKEN', { details: await otp.issueTicket('signup', proven.value) })
     }
+    if (second) {
+      const free = await accounts.availability(second.kind === 'email' ? { email: second.value } : { phone_number: second.value })
+      if (!(second.kind === 'email' ? free.email : free.phone_number)) {
+        throw new AppError(second.kind === 'email' ? 'EMAIL_TAKEN' : 'PHONE_TAKEN', { details: await otp.issueTicket('signup', proven.value) })
+      }
+    }
+    const address = (d: Destination | undefined, kind: Destination['kind']) => d?.kind === kind ? d.value : undefined
     const account = await accounts.signUp({
-      ...(destination.kind === 'email' ? { email: destination.value } : { phone_number: destination.value }),
-      passwordHash: await passwords.hash(body.password),
+      email: address(proven, 'email') ?? address(second, 'email'),
+      phone_number: address(proven, 'phone') ?? address(second, 'phone'),
+      verified: proven.kind,
+      passwordHash: body.password === undefined ? null : await passwords.hash(body.password),
       user_name: body.user_name,
       first_name: body.first_name,
       last_name: body.last_name,
@@ -128,9 +168,21 @@ export default fp(async (fastify) => {
       timezone: body.timezone,
       country: body.country
     })
-    const bundle = await sessions.create(account, { ip: caller.ip, userAgent: caller.userAgent, method: 'otp' })
-    await fastify.audit(caller, { action: 'signup', userId: account.user_id, targetUserId: account.user_id, sessionId: bundle.session_id, metadata: { auth_type: account.auth_type, destination: maskAddress(destination.value) } })
-    return bundle
+    const bundle = await sessions.create(account, { ip: caller.ip, userAgent: caller.userAgent, method: 'otp', deviceName: body.device_name })
+    await fastify.audit(caller, {
+      action: 'signup',
+      userId: account.user_id,
+      targetUserId: account.user_id,
+      sessionId: bundle.session_id,
+      metadata: {
+        auth_type: account.auth_type,
+        destination: maskAddress(proven.value),
+        password_set: account.password !== null,
+        ...(second ? { unverified: maskAddress(second.value) } : {})
+      }
+    })
+    const codeSentTo = second ? await sendSecondCode(caller, account, second) : undefined
+    return codeSentTo ? { ...bundle, code_sent_to: codeSentTo } : bundle
   }
 
   async function setPassword (caller: Caller, password: string) {
@@ -143,6 +195,8 @@ export default fp(async (fastify) => {
     await accounts.assertRecentAuth(caller)
     await fastify.mfa.assertStepUp(caller)
     const updated = await accounts.setPassword(account.user_id, await passwords.hash(password))
+    // A pending invitation (an account an administrator created) has nothing left to do.
+    await fastify.invitations.cancel(account.user_id)
     await sessions.refreshUserState(account.user_id)
     await fastify.audit(caller, { action: 'password_set', targetUserId: account.user_id })
     notify.notice({ account: updated, template: 'password_set' })
@@ -271,4 +325,4 @@ export default fp(async (fastify) => {
     changeEmail: (caller, body) => changeContact(caller, destinationOf({ email: body.new_email }), body),
     changePhone: (caller, body) => changeContact(caller, destinationOf({ phone_number: body.new_phone_number }), body)
   } satisfies CredentialFlows)
-}, { name: 'credentials', dependencies: ['accounts', 'otp', 'notify', 'sessions', 'users', 'passwords', 'throttle', 'activity', 'login', 'mfa'] })
+}, { name: 'credentials', dependencies: ['accounts', 'otp', 'notify', 'sessions', 'users', 'passwords', 'throttle', 'activity', 'login', 'mfa', 'invitations'] })

@@ -36,6 +36,8 @@ export interface LoginCompletion {
    * challenge, a passkey) opens the session.
    */
   assurance?: Assurance
+  /** The `device_name` the client gave (carried through an MFA ticket); names the session. */
+  deviceName?: string
 }
 
 /** A login's answer: the session's tokens, or the MFA ticket to complete it with. */
@@ -44,7 +46,7 @@ export type LoginOutcome = TokenBundle | MfaRequired
 export const needsSecondFactor = (outcome: LoginOutcome): outcome is MfaRequired => 'mfa_required' in outcome
 
 export interface LoginService {
-  withPassword: (caller: Caller, identifier: string, password: string, method: LoginMethod) => Promise<LoginOutcome>
+  withPassword: (caller: Caller, identifier: string, password: string, method: LoginMethod, options?: { deviceName?: string }) => Promise<LoginOutcome>
   /**
    * The steps after a proven credential: lifts the lockout, refuses an inactive
    * account (audited), records the login, opens the session, audits it and sends
@@ -79,17 +81,17 @@ export default fp(async (fastify) => {
     const assurance = steps.assurance ?? defaultAssurance(method)
     if (assurance.aal < 2 && await fastify.mfa.hasFactor(account.user_id)) {
       await fastify.audit(caller, { action: 'mfa_challenge_issued', module: 'mfa', userId: null, targetUserId: account.user_id, metadata: { method } })
-      return issueTicket(store, { userId: account.user_id, method, amr: assurance.amr })
+      return issueTicket(store, { userId: account.user_id, method, amr: assurance.amr, ...(steps.deviceName !== undefined ? { deviceName: steps.deviceName } : {}) })
     }
     const current = await users.recordLogin(account.user_id)
-    const bundle = await sessions.create(current, { ip: caller.ip, userAgent: caller.userAgent, method, assurance })
+    const bundle = await sessions.create(current, { ip: caller.ip, userAgent: caller.userAgent, method, assurance, deviceName: steps.deviceName })
     await fastify.audit(caller, { action: 'login_success', userId: current.user_id, targetUserId: current.user_id, sessionId: bundle.session_id, metadata: { method, amr: assurance.amr, aal: assurance.aal, ...steps.metadata } })
     // Background and failure-proof: a notice never delays or fails the login.
     fastify.notify.loginNotice(caller, current, bundle.session_id)
     return bundle
   }
 
-  async function withPassword (caller: Caller, identifier: string, password: string, method: LoginMethod) {
+  async function withPassword (caller: Caller, identifier: string, password: string, method: LoginMethod, options: { deviceName?: string } = {}) {
     assertPasswordLength(password)
     // Every spelling of one address shares its buckets: E.164 for phones, lower case for the rest (SR-10).
     const canonical = (normalizeIdentifier(identifier)?.value ?? identifier.trim()).toLowerCase()
@@ -111,6 +113,7 @@ export default fp(async (fastify) => {
     return complete(caller, found, {
       method,
       lockout: account,
+      deviceName: options.deviceName,
       metadata: { rehashed: needsRehash },
       beforeSession: needsRehash ? async () => users.setPasswordHash(found.user_id, await passwords.hash(password)) : undefined
     })

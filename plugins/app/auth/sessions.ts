@@ -31,6 +31,8 @@ export interface ClientContext {
   method: AuthMethod
   /** The session's amr/aal claims; by default the method's own (pwd or otp) at aal 1. */
   assurance?: Assurance
+  /** The name the client gave the device at login (`device_name`); the session list shows it. */
+  deviceName?: string | null
 }
 
 /** The assurance a login method gives on its own. */
@@ -88,6 +90,7 @@ export default fp(async (fastify) => {
     amr: sql.placeholder('amr'),
     aal: sql.placeholder('aal'),
     device_name: sql.placeholder('device_name'),
+    device: sql.placeholder('device'),
     ip_address: sql.placeholder('ip_address'),
     user_agent: sql.placeholder('user_agent'),
     created_at: sql.placeholder('created_at'),
@@ -118,7 +121,8 @@ export default fp(async (fastify) => {
         auth_method: client.method,
         amr: assurance.amr.join(' '),
         aal: assurance.aal,
-        device_name: describeDevice(client.userAgent ?? undefined),
+        device_name: deviceNameOf(client.deviceName),
+        device: describeDevice(client.userAgent ?? undefined),
         ip_address: client.ip,
         user_agent: client.userAgent?.slice(0, 512) ?? null,
         created_at: createdAt,
@@ -223,12 +227,13 @@ export default fp(async (fastify) => {
   fastify.decorate('sessions', service)
 }, { name: 'sessions', dependencies: ['db', 'auth-state', 'tokens', 'users', 'throttle'] })
 
-/** A short, human label of the device ("Chrome on macOS"), for the sessions list. */
 /** A session as the session lists show it; `current` when it is the caller's own. */
 export function toSessionView (s: Session, currentSessionId: string | null = null): SessionView {
   return {
     session_id: s.session_id,
-    device_name: s.device_name,
+    // The name given at login, else what the user agent says: what a device list shows.
+    device_name: s.device_name ?? s.device,
+    device: s.device,
     ip_address: s.ip_address,
     user_agent: s.user_agent,
     auth_method: s.auth_method,
@@ -239,6 +244,13 @@ export function toSessionView (s: Session, currentSessionId: string | null = nul
   }
 }
 
+/** A given device name, trimmed; blank is none. The schema has refused control characters and bounded the length. */
+export function deviceNameOf (name: string | null | undefined): string | null {
+  const trimmed = name?.trim()
+  return trimmed || null
+}
+
+/** A short, human label of the device ("Chrome on macOS"), for the sessions list. */
 export function describeDevice (userAgent?: string): string | null {
   if (!userAgent) return null
   const { browser, os, device } = UAParser(userAgent)

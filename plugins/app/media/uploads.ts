@@ -336,16 +336,18 @@ export default fp(async (fastify) => {
     }
     await fastify.sessions.refreshUserState(userId)
 
-    let previousDeleted = true
+    // True only when a previous picture existed and was removed: a first picture deleted nothing.
+    let previousDeleted = false
     if (previousKey) {
       try {
         const [previous] = await db().select().from(media)
           .where(and(eq(media.user_id, userId), eq(media.object_key, previousKey)))
-        if (previous) await remove(previous)
-        else fastify.log.warn({ userId, key: previousKey }, 'previous profile picture is not a file of ours; left in place')
+        if (previous) {
+          await remove(previous)
+          previousDeleted = true
+        } else fastify.log.warn({ userId, key: previousKey }, 'previous profile picture is not a file of ours; left in place')
       } catch (err) {
         // The new picture is in place; the old one is reported, not hidden, and stays listed for a retry.
-        previousDeleted = false
         fastify.log.error({ err, userId, key: previousKey }, 'could not delete the previous profile picture')
       }
     }

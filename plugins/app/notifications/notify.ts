@@ -268,7 +268,7 @@ export default fp(async (fastify) => {
   }
 
   // Prepared once: every login compares its device with the user's last 50 sessions.
-  const earlierDevices = fastify.db.select({ device_name: session.device_name, user_agent: session.user_agent })
+  const earlierDevices = fastify.db.select({ device: session.device, user_agent: session.user_agent })
     .from(session)
     .where(and(eq(session.user_id, sql.placeholder('userId')), ne(session.session_id, sql.placeholder('sessionId'))))
     .orderBy(desc(session.created_at))
@@ -283,7 +283,7 @@ export default fp(async (fastify) => {
       const earlier = await earlierDevices.execute({ userId: account.user_id, sessionId })
       // A first login has nothing to compare with (and follows a sign-up the user just made).
       if (earlier.length === 0) return
-      const known = earlier.some((s) => s.user_agent === userAgent || (device !== null && s.device_name === device))
+      const known = earlier.some((s) => s.user_agent === userAgent || (device !== null && s.device === device))
       if (!known) notice({ account, template: 'new_device', params: { device: device ?? '-', ip } })
     })().catch((err) => log.warn({ err }, 'new-device check failed')))
   }

@@ -110,7 +110,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     schema: {
       operationId: 'recordClientEvent',
       tags,
@@ -147,7 +147,7 @@ const activity: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/cleanup', {
-    config: { permissions: ['delete_activity_log'] },
+    config: { audited: true, permissions: ['delete_activity_log'] },
     schema: {
       operationId: 'deleteOldActivity',
       tags,

@@ -17,7 +17,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
 
   fastify.post('/login-with-password', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'loginWithPassword',
       tags,
@@ -28,15 +28,15 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
       response: { 200: Envelope(ref(LoginResultSchema)) }
     }
   }, async (request, reply) => {
-    const { identifier, email, phone_number: phone, user_name: userName, password } = request.body
+    const { identifier, email, phone_number: phone, user_name: userName, password, device_name: deviceName } = request.body
     const id = identifier ?? email ?? phone ?? userName
     if (!id) throw new AppError('VALIDATION_ERROR', { details: [{ field: 'body/identifier', message: 'identifier (or email, phone_number, user_name) is required' }] })
-    const outcome = await fastify.login.withPassword(request.caller, id, password, 'password')
+    const outcome = await fastify.login.withPassword(request.caller, id, password, 'password', { deviceName })
     return reply.ok(outcome, { message: needsSecondFactor(outcome) ? 'success.mfa_required' : 'success.login' })
   })
 
   fastify.post('/refresh-token', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'refreshToken',
       tags,
@@ -61,7 +61,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/logout', {
-    config: { permissions: [], allowWithoutMfa: true },
+    config: { audited: true, permissions: [], allowWithoutMfa: true },
     preValidation: bodyOptional,
     schema: {
       operationId: 'logout',
@@ -146,7 +146,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/sessions/:session_id', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     schema: {
       operationId: 'revokeSession',
       tags,

@@ -10,7 +10,7 @@ const invitation: FastifyPluginAsyncTypebox = async (fastify) => {
   const { config } = fastify
 
   fastify.post('/accept-invitation', {
-    config: { public: true, rateLimit: { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
+    config: { audited: true, public: true, rateLimit: { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 } },
     schema: {
       operationId: 'acceptInvitation',
       tags,

@@ -20,7 +20,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
 
   fastify.post('/send-one-time-password', {
     // Public, but verify_email / verify_phone are for the signed-in caller's own address.
-    config: { public: true, auth: 'optional', rateLimit: perIp },
+    config: { audited: true, public: true, auth: 'optional', rateLimit: perIp },
     schema: {
       operationId: 'sendOneTimePassword',
       tags,
@@ -39,7 +39,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/verify-one-time-password', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'verifyOneTimePassword',
       tags,
@@ -56,7 +56,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/login-with-otp', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'loginWithOneTimePassword',
       tags,
@@ -72,7 +72,7 @@ const otpRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/verify-email-and-phone', {
-    config: { permissions: [], rateLimit: perIp },
+    config: { audited: true, permissions: [], rateLimit: perIp },
     schema: {
       operationId: 'verifyEmailAndPhone',
       tags,

@@ -11,7 +11,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
   const perIp = { max: config.AUTH_RATE_LIMIT_PER_IP, timeWindow: 60_000 }
 
   fastify.post('/set-password', {
-    config: { permissions: [], rateLimit: perIp },
+    config: { audited: true, permissions: [], rateLimit: perIp },
     schema: {
       operationId: 'setPassword',
       tags,
@@ -26,7 +26,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/change-password', {
-    config: { permissions: [], rateLimit: perIp },
+    config: { audited: true, permissions: [], rateLimit: perIp },
     schema: {
       operationId: 'changePassword',
       tags,
@@ -41,7 +41,7 @@ const password: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/forget-password', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'resetPassword',
       tags,

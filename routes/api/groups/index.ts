@@ -24,7 +24,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/', {
-    config: { permissions: ['add_group'] },
+    config: { audited: true, permissions: ['add_group'] },
     schema: {
       operationId: 'createGroup',
       tags,
@@ -45,7 +45,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.groupService.get(request.params.group_id)))
 
   fastify.put('/:group_id', {
-    config: { permissions: ['edit_group'] },
+    config: { audited: true, permissions: ['edit_group'] },
     schema: {
       operationId: 'updateGroup',
       tags,
@@ -63,7 +63,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:group_id', {
-    config: { permissions: ['delete_group'] },
+    config: { audited: true, permissions: ['delete_group'] },
     schema: {
       operationId: 'deleteGroup',
       tags,
@@ -77,7 +77,7 @@ const groups: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:group_id/permissions', {
-    config: { permissions: ['edit_group'] },
+    config: { audited: true, permissions: ['edit_group'] },
     schema: {
       operationId: 'changeGroupPermissions',
       tags,

@@ -24,7 +24,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/', {
-    config: { permissions: ['add_permission'] },
+    config: { audited: true, permissions: ['add_permission'] },
     schema: {
       operationId: 'createPermission',
       tags,
@@ -44,7 +44,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.permissionService.get(request.params.permission_id)))
 
   fastify.put('/:permission_id', {
-    config: { permissions: ['edit_permission'] },
+    config: { audited: true, permissions: ['edit_permission'] },
     schema: {
       operationId: 'updatePermission',
       tags,
@@ -59,7 +59,7 @@ const permissions: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:permission_id', {
-    config: { permissions: ['delete_permission'] },
+    config: { audited: true, permissions: ['delete_permission'] },
     schema: {
       operationId: 'deletePermission',
       tags,

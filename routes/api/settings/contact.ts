@@ -13,7 +13,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
     'and notifies the old one (status changed).'
 
   fastify.post('/change-email', {
-    config: { permissions: ['edit_profile'], rateLimit: perIp },
+    config: { audited: true, permissions: ['edit_profile'], rateLimit: perIp },
     schema: {
       operationId: 'changeEmail',
       tags,
@@ -28,7 +28,7 @@ const contact: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/change-phone', {
-    config: { permissions: ['edit_profile'], rateLimit: perIp },
+    config: { audited: true, permissions: ['edit_profile'], rateLimit: perIp },
     schema: {
       operationId: 'changePhone',
       tags,

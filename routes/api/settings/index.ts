@@ -51,7 +51,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.profiles.view(request.caller, request.params.user_id)))
 
   fastify.put('/profile', {
-    config: { permissions: ['edit_profile'] },
+    config: { audited: true, permissions: ['edit_profile'] },
     schema: {
       operationId: 'updateProfile',
       tags,
@@ -71,7 +71,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
 
   const setting = (url: string, operationId: string, field: SettingField, body: TSchema, summary: string) => {
     fastify.post(url, {
-      config: { permissions: ['edit_profile'] },
+      config: { audited: true, permissions: ['edit_profile'] },
       schema: { operationId, tags, summary, body: ref(body), response: { 200: Envelope(ref(SettingsSchema)) } }
     }, async (request, reply) => {
       const value = (request.body as Record<SettingField, string>)[field]
@@ -87,7 +87,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   setting('/update-timezone', 'setTimeZone', 'timezone', TimeZoneBody, 'Your time zone (an IANA name such as Europe/Paris)')
 
   fastify.post('/deactivate-account', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     preValidation: bodyOptional,
     schema: {
       operationId: 'deactivateAccount',
@@ -104,7 +104,7 @@ const settings: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/delete-account', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     preValidation: bodyOptional,
     schema: {
       operationId: 'deleteAccount',

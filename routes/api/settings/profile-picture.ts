@@ -10,7 +10,7 @@ const profilePicture: FastifyPluginAsyncTypebox = async (fastify) => {
   await fastify.register(multipartForms)
 
   fastify.post('/profile-picture', {
-    config: { permissions: ['edit_profile'] },
+    config: { audited: true, permissions: ['edit_profile'] },
     preValidation: async (request) => {
       if (!request.isMultipart()) throw new AppError('UNSUPPORTED_MEDIA_TYPE', { details: { expected: 'multipart/form-data' } })
       request.body ??= {}

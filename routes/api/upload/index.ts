@@ -45,7 +45,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/media', {
-    config: { permissions: ['add_upload'] },
+    config: { audited: true, permissions: ['add_upload'] },
     preValidation: async (request) => {
       const limit = await perUser(request)
       if (!limit.isAllowed && limit.isExceeded) throw new AppError('RATE_LIMITED', { retryAfter: Math.max(1, limit.ttlInSeconds) })
@@ -121,7 +121,7 @@ const upload: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/media/:file_id', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     schema: {
       operationId: 'deleteMedia',
       tags,

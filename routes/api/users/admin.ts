@@ -22,7 +22,7 @@ const superAdminRule = 'Only super admins change a super admin\'s account (403 P
 
 const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post('/', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'createUser',
       tags,
@@ -45,7 +45,7 @@ const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.adminUsers.get(request.params.user_id)))
 
   fastify.patch('/:user_id', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'updateUser',
       tags,
@@ -63,7 +63,7 @@ const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:user_id', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'deleteUser',
       tags,
@@ -85,7 +85,7 @@ const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.adminUsers.sessions(request.params.user_id)))
 
   fastify.delete('/:user_id/sessions', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'revokeUserSessions',
       tags,
@@ -100,7 +100,7 @@ const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:user_id/sessions/:session_id', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'revokeUserSession',
       tags,
@@ -115,7 +115,7 @@ const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:user_id/password-reset', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     preValidation: bodyOptional,
     schema: {
       operationId: 'sendUserPasswordReset',
@@ -134,7 +134,7 @@ const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:user_id/unlock', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'unlockUser',
       tags,
@@ -149,7 +149,7 @@ const adminUsers: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/:user_id/invitation', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     preValidation: bodyOptional,
     schema: {
       operationId: 'resendUserInvitation',

@@ -44,7 +44,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.memberships.groupsOf(request.params.user_id)))
 
   fastify.post('/:user_id/groups', {
-    config: { permissions: ['assign_groups'] },
+    config: { audited: true, permissions: ['assign_groups'] },
     schema: {
       operationId: 'changeUserGroups',
       tags,
@@ -68,7 +68,7 @@ const users: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.memberships.permissionsOf(request.params.user_id)))
 
   fastify.put('/:user_id/status', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'setUserStatus',
       tags,

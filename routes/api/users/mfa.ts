@@ -5,7 +5,7 @@ import { Envelope } from '../../../schemas/envelope.ts'
 /** `DELETE P/users/{user_id}/mfa`: an administrator resets a user's second factors (issue 19). */
 const userMfa: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.delete('/:user_id/mfa', {
-    config: { permissions: ['manage_users'] },
+    config: { audited: true, permissions: ['manage_users'] },
     schema: {
       operationId: 'resetUserMfa',
       tags: ['mfa'],

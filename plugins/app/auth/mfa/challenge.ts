@@ -47,6 +47,7 @@ export default fp(async (fastify) => {
     const outcome = await login.complete(caller, account, {
       method: claims.method,
       lockout,
+      deviceName: claims.deviceName,
       metadata: { second_factor: totp ? 'totp' : 'recovery_code' },
       assurance: { amr: [...claims.amr, totp ? 'totp' : 'recovery'], aal: 2 }
     })

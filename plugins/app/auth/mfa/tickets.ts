@@ -17,7 +17,7 @@ export interface MfaRequired {
   factors: Array<'totp' | 'recovery_code'>
 }
 
-export interface TicketClaims { userId: string, method: LoginMethod, amr: string[] }
+export interface TicketClaims { userId: string, method: LoginMethod, amr: string[], /** the login's device_name */ deviceName?: string }
 
 const keyOf = (ticket: string) => `mfa:t:${createHash('sha256').update(ticket).digest('base64url')}`
 

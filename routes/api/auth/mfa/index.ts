@@ -17,7 +17,7 @@ const mfa: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.mfa.list(request.caller)))
 
   fastify.post('/totp', {
-    config: { permissions: [], allowWithoutMfa: true, rateLimit: perIp },
+    config: { audited: true, permissions: [], allowWithoutMfa: true, rateLimit: perIp },
     schema: {
       operationId: 'startTotpEnrolment',
       tags,
@@ -28,7 +28,7 @@ const mfa: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.mfa.startTotp(request.caller), { message: 'success.mfa_enrolment_started' }))
 
   fastify.post('/totp/verify', {
-    config: { permissions: [], allowWithoutMfa: true, rateLimit: perIp },
+    config: { audited: true, permissions: [], allowWithoutMfa: true, rateLimit: perIp },
     schema: {
       operationId: 'confirmTotpEnrolment',
       tags,
@@ -42,7 +42,7 @@ const mfa: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/challenge', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'completeMfaChallenge',
       tags,
@@ -57,7 +57,7 @@ const mfa: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/recovery-codes', {
-    config: { permissions: [], rateLimit: perIp },
+    config: { audited: true, permissions: [], rateLimit: perIp },
     schema: {
       operationId: 'regenerateRecoveryCodes',
       tags,
@@ -71,7 +71,7 @@ const mfa: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:factor_id', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     schema: {
       operationId: 'removeMfaFactor',
       tags,

@@ -27,7 +27,7 @@ const passkeys: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok(await fastify.passkeys.registrationOptions(request.caller), { message: 'success.passkey_options' }))
 
   fastify.post('/register/verify', {
-    config: { permissions: [], rateLimit: perIp },
+    config: { audited: true, permissions: [], rateLimit: perIp },
     schema: {
       operationId: 'completePasskeyRegistration',
       tags,
@@ -61,7 +61,7 @@ const passkeys: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.post('/login/verify', {
-    config: { public: true, rateLimit: perIp },
+    config: { audited: true, public: true, rateLimit: perIp },
     schema: {
       operationId: 'completePasskeyLogin',
       tags,
@@ -82,7 +82,7 @@ const passkeys: FastifyPluginAsyncTypebox = async (fastify) => {
   }, async (request, reply) => reply.ok({ passkeys: await fastify.passkeys.list(request.caller) }))
 
   fastify.patch('/:passkey_id', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     schema: {
       operationId: 'renamePasskey',
       tags,
@@ -97,7 +97,7 @@ const passkeys: FastifyPluginAsyncTypebox = async (fastify) => {
   })
 
   fastify.delete('/:passkey_id', {
-    config: { permissions: [] },
+    config: { audited: true, permissions: [] },
     schema: {
       operationId: 'removePasskey',
       tags,
