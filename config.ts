@@ -128,7 +128,7 @@ export const ConfigSchema = Type.Object({
   AVAILABILITY_RATE_LIMIT_PER_IP: Int(10, 'check-user-availability requests per IP per minute', 1),
   REAUTH_WINDOW_MINUTES: Int(10, 'A login this recent counts as fresh for sensitive changes (email, phone, password); otherwise the current password is required', 1, 1440),
   AUTH_LOCAL_CACHE_TTL_MS: Int(3000, 'Redis stack: how long a session\'s auth state is reused in process at most (a change reaches every instance at once through an invalidation channel; this bounds anything missed); 0 = always ask Redis', 0, 10000),
-  RATE_LIMIT_SYNC_MS: Int(100, 'Redis stack: the global per-IP limit is counted in process and added to the shared counters this often; instances may let up to instances x (per-instance rate) x this interval requests past the limit in a window. 0 = one Redis script per request (exact)', 0, 1000)
+  RATE_LIMIT_SYNC_MS: Int(100, 'Redis stack: the global per-IP limit is counted in process and added to the shared counters this often (and when 5% of the limit is pending on a key); the README (choices where the spec is silent) gives the overshoot this allows. 0 = one Redis script per request (exact)', 0, 1000)
 })
 
 export type AppConfig = Static<typeof ConfigSchema>
