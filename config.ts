@@ -127,6 +127,10 @@ export const ConfigSchema = Type.Object({
   INVITE_TTL_HOURS: Int(72, 'Lifetime of an invitation code sent to an account created without a password (POST P/users)', 1, 720),
   AVAILABILITY_RATE_LIMIT_PER_IP: Int(10, 'check-user-availability requests per IP per minute', 1),
   REAUTH_WINDOW_MINUTES: Int(10, 'A login this recent counts as fresh for sensitive changes (email, phone, password); otherwise the current password is required', 1, 1440),
+  WEBAUTHN_RP_ID: OptStr('Passkeys: the relying party id, the site\'s registrable domain (e.g. example.com; passkeys are bound to it); unset = localhost, required in production'),
+  WEBAUTHN_RP_NAME: OptStr('Passkeys: the name authenticators show for the site; unset = APP_NAME'),
+  WEBAUTHN_ORIGINS: OptStr('Passkeys: comma-separated origins the browser ceremonies may run on (https://app.example.com), each on WEBAUTHN_RP_ID or a subdomain of it; unset = http://localhost:<PORT>, required in production'),
+  WEBAUTHN_CHALLENGE_TTL_SECONDS: Int(300, 'Passkeys: lifetime of a registration or sign-in challenge (single use)', 30, 3600),
   AUTH_LOCAL_CACHE_TTL_MS: Int(3000, 'Redis stack: how long a session\'s auth state is reused in process at most (a change reaches every instance at once through an invalidation channel; this bounds anything missed); 0 = always ask Redis', 0, 10000),
   RATE_LIMIT_SYNC_MS: Int(100, 'Redis stack: the global per-IP limit is counted in process and added to the shared counters this often (and when 5% of the limit is pending on a key); the README (choices where the spec is silent) gives the overshoot this allows. 0 = one Redis script per request (exact)', 0, 1000)
 })
@@ -177,6 +181,7 @@ function productionProblems (config: AppConfig): string[] {
     const problem = passwordProblem(config.BOOTSTRAP_ADMIN_PASSWORD, limits)
     if (problem) problems.push(`BOOTSTRAP_ADMIN_PASSWORD: ${describePasswordProblem(problem, limits)}`)
   }
+  problems.push(...webauthnProblems(config))
   if (config.NODE_ENV !== 'production') return problems
   if (!config.JWT_SECRET_KEY) problems.push('JWT_SECRET_KEY: required in production (32+ random characters)')
   if (config.DEBUG_MODE) problems.push('DEBUG_MODE: must be off in production')
@@ -206,6 +211,42 @@ function redisProblems (config: AppConfig): string[] {
   if (config.REDIS_PASSWORD && !config.REDIS_SENTINELS && !config.REDIS_CLUSTER_NODES) problems.push('REDIS_PASSWORD: only with REDIS_SENTINELS or REDIS_CLUSTER_NODES (put the password in REDIS_URL)')
   // A brace in the prefix would become every key's hash tag: all keys in one cluster slot.
   if (config.REDIS_CLUSTER_NODES && /[{}]/.test(config.REDIS_KEY_PREFIX)) problems.push('REDIS_KEY_PREFIX: must not contain { or } with REDIS_CLUSTER_NODES (it would put every key in one slot)')
+  return problems
+}
+
+export interface RelyingParty { id: string, name: string, origins: string[] }
+
+/** The passkeys' relying party: WEBAUTHN_* with their development defaults (localhost, http://localhost:<PORT>). */
+export function relyingParty (config: AppConfig): RelyingParty {
+  const origins = (config.WEBAUTHN_ORIGINS ?? `http://localhost:${config.PORT}`).split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean)
+  return { id: config.WEBAUTHN_RP_ID ?? 'localhost', name: config.WEBAUTHN_RP_NAME ?? config.APP_NAME, origins }
+}
+
+/**
+ * A relying party the browsers would refuse is a start-up error, not a failure at
+ * each ceremony: every origin must be an http(s) origin (no path) on the RP id or a
+ * subdomain of it. In production both must be set (a localhost default would bind
+ * every passkey to the wrong site).
+ */
+function webauthnProblems (config: AppConfig): string[] {
+  const problems: string[] = []
+  if (config.NODE_ENV === 'production') {
+    if (!config.WEBAUTHN_RP_ID) problems.push('WEBAUTHN_RP_ID: required in production (the domain passkeys are bound to, e.g. example.com)')
+    if (!config.WEBAUTHN_ORIGINS) problems.push('WEBAUTHN_ORIGINS: required in production (the https origins of the sites that use passkeys)')
+  }
+  const rp = relyingParty(config)
+  if (!/^[a-z0-9.-]+$/i.test(rp.id) || rp.id.startsWith('.') || rp.id.endsWith('.')) problems.push(`WEBAUTHN_RP_ID: must be a domain name without scheme or port (got ${JSON.stringify(rp.id)})`)
+  for (const origin of rp.origins) {
+    let url: URL | undefined
+    try { url = new URL(origin) } catch { url = undefined }
+    if (!url || !['http:', 'https:'].includes(url.protocol) || url.origin !== origin) {
+      problems.push(`WEBAUTHN_ORIGINS: ${JSON.stringify(origin)} is not an http(s) origin (scheme, host and optional port, no path)`)
+    } else if (url.hostname !== rp.id.toLowerCase() && !url.hostname.endsWith(`.${rp.id.toLowerCase()}`)) {
+      problems.push(`WEBAUTHN_ORIGINS: ${JSON.stringify(origin)} is not on WEBAUTHN_RP_ID ${JSON.stringify(rp.id)} or a subdomain of it`)
+    } else if (config.NODE_ENV === 'production' && url.protocol !== 'https:' && url.hostname !== 'localhost') {
+      problems.push(`WEBAUTHN_ORIGINS: ${JSON.stringify(origin)} must be https in production (browsers allow passkeys only in secure contexts)`)
+    }
+  }
   return problems
 }
 

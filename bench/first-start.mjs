@@ -3,7 +3,9 @@
 // DATA_DIR (embedded: PGlite init + migrations) or, with DATABASE_URL, on an empty
 // database; prints the milliseconds to the first GET /health 200, the CPU seconds the
 // server process used until then (steadier than wall time on a shared machine), and
-// its RSS 5 s later. Then starts it once more on the same data (the usual start).
+// its RSS 5 s later and its peak RSS until then (VmHWM). Then starts it once more on the
+// same data (the usual start). It runs the code of the working directory, so
+// `cd <other checkout> && node <this file>` measures another checkout with the same method.
 // Usage: node bench/first-start.mjs [embedded|postgres]
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -46,16 +48,18 @@ async function start () {
     } else await new Promise((resolve) => setTimeout(resolve, 25))
   }
   await new Promise((resolve) => setTimeout(resolve, 5000))
-  const rss = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))[1]) / 1024
+  const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024
+  const peak = Number(/VmHWM:\s+(\d+)/.exec(status)[1]) / 1024
   child.kill('SIGTERM')
   await new Promise((resolve) => child.once('exit', resolve))
-  return { health_ms: Math.round(ms), cpu_s: Math.round(cpu * 10) / 10, rss_mb: Math.round(rss) }
+  return { health_ms: Math.round(ms), cpu_s: Math.round(cpu * 10) / 10, rss_mb: Math.round(rss), peak_mb: Math.round(peak) }
 }
 
 try {
   const first = await start()
   const again = await start()
-  console.log(JSON.stringify({ stack, first_health_ms: first.health_ms, first_cpu_s: first.cpu_s, rss_mb: first.rss_mb, again }))
+  console.log(JSON.stringify({ stack, first_health_ms: first.health_ms, first_cpu_s: first.cpu_s, rss_mb: first.rss_mb, peak_mb: first.peak_mb, again }))
 } finally {
   rmSync(dataDir, { recursive: true, force: true })
   if (stack === 'postgres') execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qc', `DROP DATABASE ${database}`])

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { PGlite } from '@electric-sql/pglite'
 import { sql, type SQL } from 'drizzle-orm'
@@ -23,6 +23,12 @@ export interface DatabaseHandle {
   /** Ends the pool or closes the PGlite instance this handle opened; idempotent. */
   close: () => Promise<void>
   stats: () => { driver: string, poolMax: number }
+  /**
+   * Embedded, opened from a folder: how its database came to be. `template`: a new
+   * folder loaded from the local template (db/template.ts); `initdb`: a new folder
+   * made from scratch, `reason` saying why not from the template; `existing`.
+   */
+  embeddedStart?: { from: 'template' | 'initdb' | 'existing', reason?: string }
 }
 
 export interface OpenDatabaseOptions {
@@ -36,6 +42,8 @@ export interface OpenDatabaseOptions {
   pglite?: PGlite
   /** How long opening a PostgreSQL connection may take before the query fails (default 5 s). */
   connectTimeoutSeconds?: number
+  /** Embedded: where a new folder's template is looked for (default: db/template.ts's); false: always initdb. */
+  templateDir?: string | false
 }
 
 /**
@@ -93,7 +101,7 @@ const urls = new WeakMap<DatabaseHandle, string>()
 export async function openDatabase (opts: OpenDatabaseOptions): Promise<DatabaseHandle> {
   if (opts.url) return openPostgres(opts.url, opts.poolMax, opts.connectTimeoutSeconds)
   if (opts.pglite) return wrapPglite(opts.pglite, async () => {})
-  return openEmbedded(path.join(opts.dataDir, 'pglite'))
+  return openEmbedded(path.join(opts.dataDir, 'pglite'), opts.templateDir)
 }
 
 /**
@@ -132,28 +140,77 @@ function openPostgres (url: string, poolMax: number, connectTimeout?: number): D
  */
 export const embeddedSettings = ['-c', 'shared_buffers=16MB']
 
-async function openEmbedded (folder: string): Promise<DatabaseHandle> {
+async function openEmbedded (folder: string, templateDir?: string | false): Promise<DatabaseHandle> {
   mkdirSync(folder, { recursive: true })
   // PGlite takes no lock of its own: two processes on one folder would both
   // write and corrupt it (e.g. `npm run create-admin` while `npm start` runs).
   const release = await acquireDataDirLock(folder)
   try {
     removeStalePostmasterPid(folder)
-    // Loaded on demand: a PostgreSQL deployment never pays for the WASM build.
-    const { PGlite } = await import('@electric-sql/pglite')
-    const pglite = new PGlite({ dataDir: folder, startParams: [...PGlite.defaultStartParams, ...embeddedSettings] })
-    await pglite.waitReady
-    return await wrapPglite(pglite, async () => {
+    const { pglite, start } = await startPglite(folder, templateDir)
+    const handle = await wrapPglite(pglite, async () => {
       try {
         await pglite.close()
       } finally {
         release()
       }
     })
+    return Object.assign(handle, { embeddedStart: start })
   } catch (error) {
     release()
     throw error
   }
+}
+
+/**
+ * Starts PGlite on `folder` (its lock held). A new folder is loaded from the local
+ * template when a valid one exists, else made by initdb (the migrations and the
+ * seed then run at start as usual). A marker beside the folder (`<folder>.loading`)
+ * exists while a template loads: found at the next start, the load was cut short
+ * (crash, kill) and the folder, which never served a query, is emptied and loaded again.
+ */
+async function startPglite (folder: string, templateDir?: string | false): Promise<{ pglite: PGlite, start: NonNullable<DatabaseHandle['embeddedStart']> }> {
+  // Loaded on demand: a PostgreSQL deployment never pays for the WASM build.
+  const { PGlite } = await import('@electric-sql/pglite')
+  const options = { dataDir: folder, startParams: [...PGlite.defaultStartParams, ...embeddedSettings] }
+  const open = async () => {
+    const pglite = new PGlite(options)
+    try {
+      await pglite.waitReady
+    } catch (error) {
+      await pglite.close().catch(() => {})
+      throw error
+    }
+    return pglite
+  }
+  const loading = `${path.resolve(folder)}.loading`
+  if (existsSync(loading)) emptyFolder(folder)
+  if (existsSync(path.join(folder, 'PG_VERSION'))) return { pglite: await open(), start: { from: 'existing' } }
+  let reason = 'the template is turned off'
+  if (templateDir !== false && readdirSync(folder).length > 0) reason = 'the folder is not empty'
+  else if (templateDir !== false) {
+    const { readTemplate, unpackTemplate } = await import('./template.ts')
+    const found = readTemplate(templateDir)
+    if (!found.ok) reason = found.reason
+    else {
+      writeFileSync(loading, '')
+      try {
+        unpackTemplate(found.gz, folder)
+        const pglite = await open()
+        rmSync(loading, { force: true })
+        return { pglite, start: { from: 'template' } }
+      } catch (error) {
+        emptyFolder(folder)
+        rmSync(loading, { force: true })
+        reason = `the template ${found.file} did not load (${error instanceof Error ? error.message : String(error)})`
+      }
+    }
+  }
+  return { pglite: await open(), start: { from: 'initdb', reason } }
+}
+
+function emptyFolder (folder: string): void {
+  for (const entry of readdirSync(folder)) rmSync(path.join(folder, entry), { recursive: true, force: true })
 }
 
 async function wrapPglite (pglite: PGlite, shutdown: () => Promise<void>): Promise<DatabaseHandle> {

@@ -27,7 +27,7 @@ export const profileAccessibilities = ['public', 'private'] as const
 export type ProfileAccessibility = typeof profileAccessibilities[number]
 
 /** How a session was opened (`session.auth_method`). */
-export const authMethods = ['password', 'otp', 'oauth_password'] as const
+export const authMethods = ['password', 'otp', 'oauth_password', 'webauthn'] as const
 export type AuthMethod = typeof authMethods[number]
 
 /** Severity of an activity row (`activity_log.level`). */

@@ -43,6 +43,13 @@ export const errorCodes = {
   MFA_ALREADY_ENROLLED: { status: 409, description: 'An authenticator app is already enrolled; remove it first' },
   MFA_FACTOR_NOT_FOUND: { status: 404, description: 'No such factor, or it is not pending confirmation' },
 
+  // Passkeys (WebAuthn)
+  PASSKEY_CHALLENGE_INVALID: { status: 400, description: 'The passkey challenge is unknown, expired, already used or was issued for something else: ask for new options' },
+  PASSKEY_INVALID: { status: 401, description: 'The passkey sign-in could not be verified' },
+  PASSKEY_REGISTRATION_FAILED: { status: 400, description: 'The new passkey could not be verified (origin, relying party, user verification or attestation)' },
+  PASSKEY_ALREADY_REGISTERED: { status: 409, description: 'This passkey is already registered' },
+  PASSKEY_NOT_FOUND: { status: 404, description: 'No such passkey' },
+
   // Passwords
   PASSWORD_TOO_SHORT: { status: 400, description: 'The password is shorter than the minimum length' },
   PASSWORD_TOO_LONG: { status: 400, description: 'The password is longer than the maximum length' },

@@ -9,6 +9,7 @@ import { settingsSchemas } from './settings.ts'
 import { adminSchemas } from './admin.ts'
 import { mfaSchemas } from './mfa.ts'
 import { adminUserSchemas } from './admin-users.ts'
+import { passkeySchemas } from './passkeys.ts'
 
 /**
  * Schemas with an `$id`, added once by the schemas plugin
@@ -17,4 +18,4 @@ import { adminUserSchemas } from './admin-users.ts'
  * Any order is valid: references are resolved when routes compile
  * (test/foundation/openapi.test.ts registers the list shuffled).
  */
-export const sharedSchemas = [...envelopeSchemas, UserSchema, PublicProfileSchema, ...mfaSchemas, ...authSchemas, ...otpSchemas, ...mediaSchemas, ...activitySchemas, ...dashboardSchemas, ...settingsSchemas, ...adminSchemas, ...adminUserSchemas]
+export const sharedSchemas = [...envelopeSchemas, UserSchema, PublicProfileSchema, ...mfaSchemas, ...authSchemas, ...otpSchemas, ...mediaSchemas, ...activitySchemas, ...dashboardSchemas, ...settingsSchemas, ...adminSchemas, ...adminUserSchemas, ...passkeySchemas]

@@ -642,6 +642,138 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/passkeys/register/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start adding a passkey: the options for navigator.credentials.create()
+         * @description Needs a fresh login (REAUTH_WINDOW_MINUTES), made with the second factor when the account has one (403 AUTH_REAUTH_REQUIRED, MFA_STEP_UP_REQUIRED). The challenge works once, for this account, for WEBAUTHN_CHALLENGE_TTL_SECONDS. Passkeys are discoverable and need user verification.
+         *
+         *     Requires a signed-in user.
+         */
+        post: operations["startPasskeyRegistration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/passkeys/register/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Finish adding a passkey: the new credential from navigator.credentials.create()
+         * @description 400 PASSKEY_CHALLENGE_INVALID when the challenge is unknown, expired, used or another account's; 400 PASSKEY_REGISTRATION_FAILED when the origin, relying party, user verification or signature do not check out; 409 PASSKEY_ALREADY_REGISTERED.
+         *
+         *     Requires a signed-in user.
+         */
+        post: operations["completePasskeyRegistration"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/passkeys/login/options": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a passkey sign-in: the options for navigator.credentials.get()
+         * @description With an identifier: that account's passkeys (an unknown identifier gets the same shape). Without: a discoverable (usernameless) sign-in. The identifier has its own rate limit (AUTH_RATE_LIMIT_PER_IDENTIFIER).
+         */
+        post: operations["startPasskeyLogin"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/passkeys/login/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Finish a passkey sign-in: the assertion from navigator.credentials.get(); answers the tokens (amr webauthn, aal2)
+         * @description An account with a second factor gets its tokens directly (a passkey is a strong factor). 400 PASSKEY_CHALLENGE_INVALID for an unknown, expired or used challenge; 401 PASSKEY_INVALID for anything else that does not verify (unknown passkey, origin, relying party, signature, a counter that did not increase); 403 AUTH_ACCOUNT_INACTIVE.
+         */
+        post: operations["completePasskeyLogin"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/passkeys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your passkeys
+         * @description Requires a signed-in user.
+         *
+         *     Requires a signed-in user.
+         */
+        get: operations["listPasskeys"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/passkeys/{passkey_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove one of your passkeys (fresh login required)
+         * @description 403 AUTH_REAUTH_REQUIRED without a login in the last REAUTH_WINDOW_MINUTES; 403 MFA_STEP_UP_REQUIRED when the account has a second factor and the session is not aal2.
+         *
+         *     Requires a signed-in user.
+         */
+        delete: operations["removePasskey"];
+        options?: never;
+        head?: never;
+        /**
+         * Rename one of your passkeys
+         * @description Requires a signed-in user.
+         */
+        patch: operations["renamePasskey"];
+        trace?: never;
+    };
     "/api/v1/dashboard/overview": {
         parameters: {
             query?: never;
@@ -1822,6 +1954,11 @@ export interface components {
                  *     MFA_ENROLMENT_REQUIRED (403): A group you belong to requires a second factor: enrol one first
                  *     MFA_ALREADY_ENROLLED (409): An authenticator app is already enrolled; remove it first
                  *     MFA_FACTOR_NOT_FOUND (404): No such factor, or it is not pending confirmation
+                 *     PASSKEY_CHALLENGE_INVALID (400): The passkey challenge is unknown, expired, already used or was issued for something else: ask for new options
+                 *     PASSKEY_INVALID (401): The passkey sign-in could not be verified
+                 *     PASSKEY_REGISTRATION_FAILED (400): The new passkey could not be verified (origin, relying party, user verification or attestation)
+                 *     PASSKEY_ALREADY_REGISTERED (409): This passkey is already registered
+                 *     PASSKEY_NOT_FOUND (404): No such passkey
                  *     PASSWORD_TOO_SHORT (400): The password is shorter than the minimum length
                  *     PASSWORD_TOO_LONG (400): The password is longer than the maximum length
                  *     WEAK_PASSWORD (400): The password is on the list of common passwords
@@ -1858,7 +1995,7 @@ export interface components {
                  *     STORAGE_ERROR (502): The storage backend failed
                  * @enum {string}
                  */
-                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "UNSUPPORTED_MEDIA_TYPE" | "UNSUPPORTED_CONTENT_ENCODING" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "MFA_INVALID_CODE" | "MFA_TICKET_INVALID" | "MFA_STEP_UP_REQUIRED" | "MFA_ENROLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_FACTOR_NOT_FOUND" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "INVITATION_INVALID" | "NO_CONTACT_ADDRESS" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "DOWNLOAD_LINK_INVALID" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "UPLOAD_QUOTA_EXCEEDED" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
+                code: "VALIDATION_ERROR" | "MALFORMED_JSON" | "BAD_REQUEST" | "AUTH_REQUIRED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "REQUEST_TIMEOUT" | "UNSUPPORTED_MEDIA_TYPE" | "UNSUPPORTED_CONTENT_ENCODING" | "RATE_LIMITED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "AUTH_INVALID_CREDENTIALS" | "AUTH_INVALID_TOKEN" | "AUTH_TOKEN_EXPIRED" | "AUTH_SESSION_REVOKED" | "AUTH_REFRESH_INVALID" | "AUTH_REFRESH_REUSED" | "AUTH_ACCOUNT_INACTIVE" | "AUTH_ACCOUNT_LOCKED" | "AUTH_REAUTH_REQUIRED" | "AUTH_CURRENT_PASSWORD_INVALID" | "MFA_INVALID_CODE" | "MFA_TICKET_INVALID" | "MFA_STEP_UP_REQUIRED" | "MFA_ENROLMENT_REQUIRED" | "MFA_ALREADY_ENROLLED" | "MFA_FACTOR_NOT_FOUND" | "PASSKEY_CHALLENGE_INVALID" | "PASSKEY_INVALID" | "PASSKEY_REGISTRATION_FAILED" | "PASSKEY_ALREADY_REGISTERED" | "PASSKEY_NOT_FOUND" | "PASSWORD_TOO_SHORT" | "PASSWORD_TOO_LONG" | "WEAK_PASSWORD" | "PASSWORD_NOT_SET" | "PASSWORD_ALREADY_SET" | "OTP_INVALID" | "OTP_COOLDOWN" | "OTP_DAILY_LIMIT" | "OTP_DELIVERY_FAILED" | "USER_NOT_FOUND" | "INVITATION_INVALID" | "NO_CONTACT_ADDRESS" | "EMAIL_TAKEN" | "PHONE_TAKEN" | "USER_NAME_TAKEN" | "INVALID_PHONE" | "CONTACT_ALREADY_VERIFIED" | "CONTACT_UNCHANGED" | "PERMISSION_NOT_FOUND" | "GROUP_NOT_FOUND" | "SYSTEM_GROUP_PROTECTED" | "PRIVILEGE_ESCALATION" | "LAST_SUPER_ADMIN" | "PERMISSION_PROTECTED" | "ACTIVITY_NOT_FOUND" | "RETENTION_TOO_SHORT" | "MEDIA_NOT_FOUND" | "DOWNLOAD_LINK_INVALID" | "FILE_TYPE_NOT_ALLOWED" | "FILE_TOO_LARGE" | "UPLOAD_QUOTA_EXCEEDED" | "URL_NOT_ALLOWED" | "URL_FETCH_FAILED" | "STORAGE_ERROR";
                 /** @description Translated, human-readable message */
                 message: string;
                 details?: unknown;
@@ -2811,6 +2948,126 @@ export interface components {
             /** Format: uuid */
             user_id: string;
             unlocked: boolean;
+        };
+        /** @description For navigator.credentials.create({ publicKey }) (JSON form: binary fields base64url) */
+        PasskeyCreationOptions: {
+            /** @description Single use; valid WEBAUTHN_CHALLENGE_TTL_SECONDS (5 minutes by default) */
+            challenge: string;
+            rp: {
+                id?: string;
+                name: string;
+            };
+            user: {
+                /** @description The WebAuthn user handle (base64url), not the user id */
+                id: string;
+                name: string;
+                displayName: string;
+            };
+            pubKeyCredParams: {
+                alg: number;
+                /** @enum {string} */
+                type: "public-key";
+            }[];
+            timeout?: number;
+            /** @description Your registered passkeys: an authenticator holding one refuses to make another */
+            excludeCredentials?: {
+                id: string;
+                /** @enum {string} */
+                type: "public-key";
+                transports?: string[];
+            }[];
+            authenticatorSelection?: {
+                authenticatorAttachment?: string;
+                requireResidentKey?: boolean;
+                residentKey?: string;
+                /** @enum {string} */
+                userVerification?: "required" | "preferred" | "discouraged";
+            };
+            attestation?: string;
+            extensions?: {
+                credProps?: boolean;
+            };
+            hints?: string[];
+        };
+        /** @description For navigator.credentials.get({ publicKey }) (JSON form: binary fields base64url) */
+        PasskeyRequestOptions: {
+            /** @description Single use; valid WEBAUTHN_CHALLENGE_TTL_SECONDS (5 minutes by default) */
+            challenge: string;
+            rpId?: string;
+            timeout?: number;
+            /** @description With an identifier: the passkeys that may answer. Without: absent, the browser offers the discoverable passkeys it holds for the site */
+            allowCredentials?: {
+                id: string;
+                /** @enum {string} */
+                type: "public-key";
+                transports?: string[];
+            }[];
+            /** @enum {string} */
+            userVerification?: "required" | "preferred" | "discouraged";
+            hints?: string[];
+        };
+        PasskeyRegistrationRequest: {
+            /** @description The new credential, as PublicKeyCredential.toJSON() gives it */
+            credential: {
+                id: string;
+                rawId: string;
+                /** @enum {string} */
+                type: "public-key";
+                response: {
+                    clientDataJSON: string;
+                    attestationObject: string;
+                    /** @description How the client can reach the authenticator: internal, hybrid, usb, nfc, ble, smart-card */
+                    transports?: string[];
+                };
+                clientExtensionResults: Record<string, never>;
+                authenticatorAttachment?: string;
+            };
+            /** @description A name you choose to tell your passkeys apart */
+            name?: string;
+        };
+        PasskeyLoginOptionsRequest: {
+            /** @description Email, phone number or user name; leave out for a discoverable (usernameless) sign-in */
+            identifier?: string;
+        };
+        PasskeyLoginRequest: {
+            /** @description The assertion, as PublicKeyCredential.toJSON() gives it */
+            credential: {
+                id: string;
+                rawId: string;
+                /** @enum {string} */
+                type: "public-key";
+                response: {
+                    clientDataJSON: string;
+                    authenticatorData: string;
+                    signature: string;
+                    userHandle?: string;
+                };
+                clientExtensionResults: Record<string, never>;
+                authenticatorAttachment?: string;
+            };
+        };
+        PasskeyRenameRequest: {
+            /** @description A name you choose to tell your passkeys apart */
+            name: string;
+        };
+        Passkey: {
+            /** Format: uuid */
+            id: string;
+            name: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            last_used_at: string | null;
+            /** @description The passkey is backed up (synced by its provider); false for one bound to a single device */
+            backed_up: boolean;
+            /** @description The provider may back it up (a synced passkey) */
+            backup_eligible: boolean;
+            /** @enum {string} */
+            device_type: "single_device" | "multi_device";
+            transports: string[];
+        };
+        PasskeyList: {
+            passkeys: components["schemas"]["Passkey"][];
         };
     };
     responses: never;
@@ -4501,6 +4758,360 @@ export interface operations {
                             /** @enum {boolean} */
                             removed: true;
                         };
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    startPasskeyRegistration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["PasskeyCreationOptions"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    completePasskeyRegistration: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasskeyRegistrationRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["Passkey"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    startPasskeyLogin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasskeyLoginOptionsRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["PasskeyRequestOptions"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    completePasskeyLogin: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasskeyLoginRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["TokenBundle"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    listPasskeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["PasskeyList"];
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    removePasskey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                passkey_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: {
+                            /** Format: uuid */
+                            id: string;
+                            /** @enum {boolean} */
+                            removed: true;
+                        };
+                        /** Format: date-time */
+                        timestamp: string;
+                    };
+                };
+            };
+            /** @description The error envelope of every failure */
+            "4XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The error envelope of every failure */
+            "5XX": {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    renamePasskey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                passkey_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasskeyRenameRequest"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {boolean} */
+                        success: true;
+                        /** @description Request id, also sent as X-Request-Id */
+                        id: string;
+                        message: string;
+                        data: components["schemas"]["Passkey"];
                         /** Format: date-time */
                         timestamp: string;
                     };

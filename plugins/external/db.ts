@@ -19,6 +19,9 @@ export default fp(async (fastify) => {
   const { DATABASE_URL, DATA_DIR, DB_POOL_MAX, DB_CONNECT_TIMEOUT_SECONDS, DB_MIGRATE_ON_START, BOOTSTRAP_ADMIN_EMAIL, BOOTSTRAP_ADMIN_PASSWORD } = fastify.config
   const handle = await openDatabase({ url: DATABASE_URL, dataDir: DATA_DIR, poolMax: DB_POOL_MAX, pglite: fastify.deps.pglite, connectTimeoutSeconds: DB_CONNECT_TIMEOUT_SECONDS })
   fastify.addHook('onClose', async () => { await handle.close() })
+  const start = handle.embeddedStart
+  if (start?.from === 'template') fastify.log.info('embedded database created from the local template (db/template.ts)')
+  else if (start?.from === 'initdb') fastify.log.info({ reason: start.reason }, 'embedded database created by initdb, not from the local template')
   if (handle.driver === 'pglite' || DB_MIGRATE_ON_START) {
     await migrateDatabase(handle)
     await seedDatabase(handle.db)

@@ -22,6 +22,8 @@ export interface KeyValueStore {
   compareAndSet: (key: string, expected: string, value: string, ttlMs: number) => Promise<boolean>
   /** Returns how many keys existed. */
   del: (...keys: string[]) => Promise<number>
+  /** Reads and deletes in one step (GETDEL): of concurrent callers only one gets the value. */
+  take: (key: string) => Promise<string | null>
   /** Increments; the expiry is set when the key is created. */
   incr: (key: string, ttlMs: number) => Promise<number>
   /** Remaining lifetime in ms; -2 missing, -1 no expiry. */
@@ -102,6 +104,12 @@ export class MemoryStore implements KeyValueStore {
     return n
   }
 
+  async take (key: string) {
+    const value = this.live(key)?.value ?? null
+    this.data.delete(key)
+    return value
+  }
+
   async incr (key: string, ttlMs: number) {
     const entry = this.live(key)
     const next = (entry ? Number(entry.value) : 0) + 1
@@ -151,6 +159,7 @@ export class RedisStore implements KeyValueStore {
   }
 
   async del (...keys: string[]) { return keys.length === 0 ? 0 : this.redis.del(...keys) }
+  async take (key: string) { return this.redis.getdel(key) }
   async incr (key: string, ttlMs: number) {
     const [[incrError, value], [expireError]] = (await this.redis.multi().incr(key).pexpire(key, Math.max(1, Math.ceil(ttlMs)), 'NX').exec()) as Array<[Error | null, unknown]>
     if (incrError ?? expireError) throw incrError ?? expireError

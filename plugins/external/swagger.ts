@@ -10,6 +10,7 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 const operationTags = [
   { name: 'auth', description: 'Log in (password or one-time password), sign up, tokens, refresh, sessions, passwords: README "Tokens" and "One-time passwords and notifications"' },
   { name: 'mfa', description: 'Second factors: authenticator apps (TOTP), recovery codes, the second step of a login: README "Multi-factor authentication"' },
+  { name: 'passkeys', description: 'Passkeys (WebAuthn): register them, sign in without a password (usernameless too), list, rename, remove: README "Passkeys"' },
   { name: 'settings', description: 'Your profile and settings, email and phone changes, profile picture' },
   { name: 'upload', description: 'Uploads and the files they stored: README "Uploads and storage"' },
   { name: 'users', description: 'User administration: list, status, group memberships, effective permissions' },

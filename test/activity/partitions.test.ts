@@ -35,7 +35,7 @@ async function explain (app: FastifyInstance, query: SQL): Promise<string[]> {
 
 /** The list query exactly as the plugin prepares it, with these values bound as literals. */
 function listQuery (app: FastifyInstance, names: Filter[], values: Record<string, string | number>, withCursor: boolean, withWindow: boolean): SQL {
-  const { sql: text, params } = listSelect(app.db, names, withCursor, withWindow).toSQL()
+  const { sql: text, params } = listSelect(app.db, names, withCursor, withWindow, 51).toSQL()
   const bound = fillPlaceholders(params, values)
   return sql.raw(text.replace(/\$(\d+)/g, (_, n: string) => `'${String(bound[Number(n) - 1]).replaceAll("'", "''")}'`))
 }

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import t from 'tap'
 import { root } from '../helpers/processes.ts'
@@ -68,7 +69,14 @@ t.test('multi-stage: build with dev dependencies, run with production ones', asy
     t.ok(copiesPatches >= 0 && copiesPatches < installs, `the ${name} stage copies patches/ before npm ci`)
   }
   const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'))
-  t.equal(manifest.scripts.postinstall, 'patch-package', 'npm ci applies patches/')
+  const [patch, template] = manifest.scripts.postinstall.split(' && ')
+  t.equal(patch, 'patch-package', 'npm ci applies patches/')
+  // Then it builds the embedded database's template (db/template.ts); neither stage
+  // has copied scripts/ at `npm ci`, and that step must never fail an install.
+  const bare = mkdtempSync(path.join(tmpdir(), 'postinstall-'))
+  t.teardown(() => rmSync(bare, { recursive: true, force: true }))
+  const run = spawnSync('sh', ['-c', template], { cwd: bare, encoding: 'utf8' })
+  t.equal(run.status, 0, `the template step exits 0 without scripts/ (${run.stderr.trim()})`)
   t.ok(manifest.dependencies['patch-package'], 'a production dependency, so the runtime stage (--omit=dev) has it')
 })
 

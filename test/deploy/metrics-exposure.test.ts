@@ -55,8 +55,8 @@ t.test('production: no METRICS_TOKEN, no /metrics; docs off unless API_DOCS_ENAB
 
   t.equal(apiDocsEnabled(loadConfig({})), true, 'on by default in development')
   t.equal(apiDocsEnabled(loadConfig({ NODE_ENV: 'test' })), true)
-  t.equal(apiDocsEnabled(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(32) })), false)
-  t.equal(apiDocsEnabled(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(32), API_DOCS_ENABLED: 'true' })), true, 'an operator may turn them on')
+  t.equal(apiDocsEnabled(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(32), WEBAUTHN_RP_ID: 'localhost', WEBAUTHN_ORIGINS: 'http://localhost:3000' })), false)
+  t.equal(apiDocsEnabled(loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(32), API_DOCS_ENABLED: 'true', WEBAUTHN_RP_ID: 'localhost', WEBAUTHN_ORIGINS: 'http://localhost:3000' })), true, 'an operator may turn them on')
   t.throws(() => loadConfig({ METRICS_TOKEN: 'short' }), { name: 'ConfigError' }, 'a guessable metrics token is refused')
 })
 

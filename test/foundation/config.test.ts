@@ -49,7 +49,7 @@ t.test('production refuses unsafe or missing settings, one clear line each', asy
     t.ok(problems.some((p) => p.startsWith('DATABASE_URL:')), 'embedded database in cluster mode')
   }
   t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: 'short' }), { name: 'ConfigError' }, 'short secret refused')
-  const ok = loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: secret, DATABASE_URL: 'postgres://x@db/app', REDIS_URL: 'redis://cache', CLUSTER_MODE: 'true' })
+  const ok = loadConfig({ NODE_ENV: 'production', JWT_SECRET_KEY: secret, DATABASE_URL: 'postgres://x@db/app', REDIS_URL: 'redis://cache', CLUSTER_MODE: 'true', WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://example.com' })
   t.equal(ok.NODE_ENV, 'production')
 })
 

@@ -26,7 +26,7 @@ t.test('one Redis topology at a time, each with what it needs', async (t) => {
   t.match(problemsOf({ REDIS_SENTINELS: 'a', REDIS_SENTINEL_NAME: 'x' }), [/^REDIS_SENTINELS: must be a comma-separated list of host:port/])
   t.match(problemsOf({ REDIS_CLUSTER_NODES: 'a:1', REDIS_KEY_PREFIX: 'app{1}:' }), [/^REDIS_KEY_PREFIX: must not contain \{ or \}/], 'a brace in the prefix would put every key in one slot')
 
-  const production = { NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(40), DATABASE_URL: 'postgres://x@db/app', CLUSTER_MODE: 'true' }
+  const production = { NODE_ENV: 'production', JWT_SECRET_KEY: 'x'.repeat(40), DATABASE_URL: 'postgres://x@db/app', CLUSTER_MODE: 'true', WEBAUTHN_RP_ID: 'localhost', WEBAUTHN_ORIGINS: 'http://localhost:3000' }
   t.same(problemsOf({ ...production, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'api' }), [], 'production cluster mode accepts Sentinel')
   t.same(problemsOf({ ...production, REDIS_CLUSTER_NODES: 'r:6379' }), [], 'and a Redis Cluster')
   t.match(problemsOf(production), [/^REDIS_URL: required in production cluster mode, or REDIS_SENTINELS or REDIS_CLUSTER_NODES/])

@@ -47,6 +47,9 @@ export async function buildContext (t: Teardown, env: Record<string, string> = {
     DB_CONNECT_TIMEOUT_SECONDS: '30',
     REDIS_COMMAND_TIMEOUT_MS: '10000',
     LOAD_SHED_EVENT_LOOP_DELAY_MS: '0',
+    // The relying party production requires (passkeys): the development default, stated.
+    WEBAUTHN_RP_ID: 'localhost',
+    WEBAUTHN_ORIGINS: 'http://localhost:3000',
     ...(database.url ? { DATABASE_URL: database.url, DB_POOL_MAX: '3' } : {}),
     ...(stack === 'postgres' ? { REDIS_URL: testRedisUrl } : {}),
     ...env

@@ -116,7 +116,7 @@ t.test('SR-36: a host is refused when ANY of its addresses is not public (stubbe
 })
 
 t.test('config: the loopback escape hatch is refused in production', async (t) => {
-  const production = { NODE_ENV: 'production', JWT_SECRET_KEY: 'a-production-secret-of-at-least-32-chars' }
+  const production = { NODE_ENV: 'production', JWT_SECRET_KEY: 'a-production-secret-of-at-least-32-chars', WEBAUTHN_RP_ID: 'localhost', WEBAUTHN_ORIGINS: 'http://localhost:3000' }
   t.equal(loadConfig(production).UPLOAD_URL_ALLOW_LOOPBACK, false, 'off by default')
   try {
     loadConfig({ ...production, UPLOAD_URL_ALLOW_LOOPBACK: 'true' })

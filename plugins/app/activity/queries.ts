@@ -149,12 +149,22 @@ export function listWindowStart (filters: ActivityFilters, cursorAt: string | un
 }
 
 /**
- * A list query with placeholders for the named filters, `limit`, and with a cursor
- * (`cursor_at`, `cursor_id`) and a window (`since`). The cursor also bounds
- * created_at from above on its own, since partition pruning does not read row
- * comparisons.
+ * How many rows a list statement reads: the page size plus one, rounded up to one of
+ * a few sizes written into the statement as a literal LIMIT. With `LIMIT $n` the
+ * planner prices the generic plan as if a tenth of the table were read, never
+ * chooses it, and plans every execution anew, which on the partitioned table costs
+ * more than running the query (docs/performance.md, "Activity lists").
  */
-export function listSelect (db: Database, names: readonly Filter[], withCursor: boolean, withWindow: boolean) {
+const FETCH_SIZES = [11, 21, 51, 101] as const
+export const fetchSize = (limit: number): number => FETCH_SIZES.find((size) => size > limit) ?? limit + 1
+
+/**
+ * A list query with placeholders for the named filters, and with a cursor
+ * (`cursor_at`, `cursor_id`) and a window (`since`), reading `rows` rows. The
+ * cursor also bounds created_at from above on its own, since partition pruning
+ * does not read row comparisons.
+ */
+export function listSelect (db: Database, names: readonly Filter[], withCursor: boolean, withWindow: boolean, rows: number) {
   const where = names.map((name) => filterSql(name, sql.placeholder(name)))
   if (withCursor) {
     where.push(sql`${activityLog.created_at} <= ${sql.placeholder('cursor_at')}::timestamptz`)
@@ -165,7 +175,7 @@ export function listSelect (db: Database, names: readonly Filter[], withCursor: 
     .from(activityLog)
     .where(and(...where))
     .orderBy(desc(activityLog.created_at), desc(activityLog.log_id))
-    .limit(sql.placeholder('limit'))
+    .limit(rows)
 }
 
 /** The statistics query: one scan, four groupings, over the from/to range (which prunes partitions). */
@@ -192,8 +202,8 @@ export default fp(async (fastify) => {
    */
   const listQuery = statementCache<ReturnType<typeof prepareList>>()
 
-  function prepareList (names: readonly Filter[], withCursor: boolean, withWindow: boolean, n: number) {
-    return listSelect(db, names, withCursor, withWindow).prepare(`activity_list_${n}`)
+  function prepareList (names: readonly Filter[], withCursor: boolean, withWindow: boolean, rows: number, n: number) {
+    return listSelect(db, names, withCursor, withWindow, rows).prepare(`activity_list_${n}`)
   }
 
   const queries: ActivityQueries = {
@@ -201,12 +211,12 @@ export default fp(async (fastify) => {
       const position = cursor ? decodeCursor(cursor) : undefined
       const set = filterValues(filters)
       const names = set.map(([name]) => name)
+      const rowCount = fetchSize(limit)
       const run = async (since: string | undefined) => {
-        const key = `${names.join(',')}|${position ? 'cursor' : ''}|${since ? 'window' : ''}`
-        const query = listQuery(key, (n) => prepareList(names, position !== undefined, since !== undefined, n))
+        const key = `${names.join(',')}|${position ? 'cursor' : ''}|${since ? 'window' : ''}|${rowCount}`
+        const query = listQuery(key, (n) => prepareList(names, position !== undefined, since !== undefined, rowCount, n))
         return await query.execute({
           ...Object.fromEntries(set),
-          limit: limit + 1,
           ...(position ? { cursor_at: position.at, cursor_id: position.id } : {}),
           ...(since ? { since } : {})
         })

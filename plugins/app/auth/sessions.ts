@@ -8,6 +8,7 @@ import { AppError } from '../../../schemas/errors.ts'
 import type { Assurance, TokenBundle } from './tokens.ts'
 import type { UserState } from './user-state.ts'
 import type { SessionView } from '../../../schemas/auth.ts'
+import type { AuthMethod } from '../../../domain/enums.ts'
 
 /**
  * Sessions: the one module that writes the `session` table (one row per login, or
@@ -27,7 +28,7 @@ import type { SessionView } from '../../../schemas/auth.ts'
 export interface ClientContext {
   ip: string | null
   userAgent?: string | null
-  method: 'password' | 'otp' | 'oauth_password'
+  method: AuthMethod
   /** The session's amr/aal claims; by default the method's own (pwd or otp) at aal 1. */
   assurance?: Assurance
 }

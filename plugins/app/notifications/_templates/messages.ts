@@ -11,7 +11,7 @@ import { translate } from '../../http/i18n.ts'
 export const otpPurposes = ['signup', 'login', 'reset_password', 'verify_email', 'verify_phone', 'change_email', 'change_phone'] as const
 export type OtpPurpose = typeof otpPurposes[number]
 
-export type NoticeTemplate = 'signup_attempt' | 'password_changed' | 'password_set' | 'password_reset' | 'email_changed' | 'phone_changed' | 'new_device' | 'mfa_enabled' | 'mfa_removed' | 'mfa_recovery_code_used'
+export type NoticeTemplate = 'signup_attempt' | 'password_changed' | 'password_set' | 'password_reset' | 'email_changed' | 'phone_changed' | 'new_device' | 'mfa_enabled' | 'mfa_removed' | 'mfa_recovery_code_used' | 'passkey_added' | 'passkey_removed'
 export type TemplateName = 'otp' | 'invitation' | NoticeTemplate
 
 export interface RenderInput {
