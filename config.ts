@@ -131,7 +131,9 @@ export const ConfigSchema = Type.Object({
   WEBAUTHN_RP_ID: OptStr('Passkeys: the relying party id, the site\'s registrable domain (e.g. example.com; passkeys are bound to it); unset = localhost, required in production'),
   WEBAUTHN_RP_NAME: OptStr('Passkeys: the name authenticators show for the site; unset = APP_NAME'),
   WEBAUTHN_ORIGINS: OptStr('Passkeys: comma-separated origins the browser ceremonies may run on (https://app.example.com), each on WEBAUTHN_RP_ID or a subdomain of it; unset = http://localhost:<PORT>, required in production'),
-  WEBAUTHN_CHALLENGE_TTL_SECONDS: Int(300, 'Passkeys: lifetime of a registration or sign-in challenge (single use)', 30, 3600)
+  WEBAUTHN_CHALLENGE_TTL_SECONDS: Int(300, 'Passkeys: lifetime of a registration or sign-in challenge (single use)', 30, 3600),
+  AUTH_LOCAL_CACHE_TTL_MS: Int(3000, 'Redis stack: how long a session\'s auth state is reused in process at most (a change reaches every instance at once through an invalidation channel; this bounds anything missed); 0 = always ask Redis', 0, 10000),
+  RATE_LIMIT_SYNC_MS: Int(100, 'Redis stack: the global per-IP limit is counted in process and added to the shared counters this often (and when 5% of the limit is pending on a key); the README (choices where the spec is silent) gives the overshoot this allows. 0 = one Redis script per request (exact)', 0, 1000)
 })
 
 export type AppConfig = Static<typeof ConfigSchema>

@@ -39,6 +39,15 @@ export interface KeyValueStore {
   onConnection: (listener: (event: 'lost' | 'ready') => void) => void
   /** Identifies the server process (Redis's run_id): it changes when the server restarts. */
   serverId: () => Promise<string | null>
+  /** PUBLISH (not prefixed: the caller names the channel); the memory store has no subscribers. */
+  publish: (channel: string, message: string) => Promise<void>
+  /**
+   * A new connection of its own for SUBSCRIBE (a subscribed connection can send nothing
+   * else), named `name` in CLIENT LIST; null for the memory store. It does not resubscribe
+   * by itself. In a cluster it goes to one of the masters (a PUBLISH reaches every node)
+   * and ends after a few failed reconnects: the caller then asks for another.
+   */
+  subscriber: (name: string) => Redis | null
 }
 
 declare module 'fastify' {
@@ -118,6 +127,8 @@ export class MemoryStore implements KeyValueStore {
   readonly connected = true
   onConnection () {}
   async serverId () { return 'memory' }
+  async publish () {}
+  subscriber () { return null }
   close () { clearInterval(this.sweeper); this.data.clear() }
 }
 
@@ -185,6 +196,18 @@ export class RedisStore implements KeyValueStore {
     if (masters.length === 0) return null
     const ids = await Promise.all(masters.map(async (node) => `${node.options.host}:${node.options.port}=${runIdOf(await node.info('server'))}`))
     return ids.sort().join(',')
+  }
+
+  async publish (channel: string, message: string) { await this.redis.publish(channel, message) }
+
+  subscriber (name: string): Redis {
+    const own = { connectionName: name, autoResubscribe: false }
+    if (!this.cluster) return this.redis.duplicate(own)
+    const nodes = this.cluster.nodes('master')
+    const node = nodes.length > 0 ? nodes[Math.floor(Math.random() * nodes.length)] : this.cluster.nodes('all')[0]
+    if (node === undefined) throw new Error('Redis Cluster: no node to subscribe on')
+    const { host, port, password, username, tls } = node.options
+    return new Redis({ host, port, password, username, tls, ...own, maxRetriesPerRequest: 1, connectTimeout: 3000, retryStrategy: (attempt) => (attempt > 3 ? null : attempt * 200) })
   }
 }
 

@@ -3,6 +3,8 @@ import { eq } from 'drizzle-orm'
 import { session } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import type { VerifiedToken } from './tokens.ts'
+import { randomBytes } from 'node:crypto'
+import { LocalAuthState, invalidation, subscribeInvalidations } from './local-state.ts'
 
 /**
  * What a request needs to know about its session and user, cached in the shared
@@ -17,6 +19,8 @@ import type { VerifiedToken } from './tokens.ts'
  *   `<generation>:<state JSON>`. An entry older than the trusted generation is
  *   treated as missing, so a revocation the cache could not take (Redis down or
  *   partitioned), or one a restart from an older snapshot lost, never comes back.
+ * - On the Redis stack, hot sessions are also held in process (local-state.ts): every
+ *   writer below announces the user on the invalidation channel after its cache write.
  * - The state JSON keeps compact keys (`CachedState`): every instance of a rolling
  *   deploy reads the same entries. What leaves this module is a readable `UserState`.
  */
@@ -62,6 +66,8 @@ declare module 'fastify' {
 
 const REVOKED = 'r'
 const PARSED_STATES_MAX = 10_000
+/** Sessions (and users) held in process at most. */
+const LOCAL_ENTRIES_MAX = 50_000
 const NO_USER: UserState = { active: false, permissionVersion: -1, lastUpdated: 0, superAdmin: false, permissions: [], language: 'en', mfaEnrolmentRequired: false }
 // The user id is the Redis Cluster hash tag: a request's MGET of session and user is one slot.
 const sessionKey = (uid: string, sid: string) => `{${uid}}:s:${sid}`
@@ -88,6 +94,15 @@ export default fp(async (fastify) => {
   const cacheMs = config.AUTH_STATE_CACHE_SECONDS * 1000
   const revokedMs = config.REFRESH_TOKEN_EXPIRY_MINUTES * minute
   const now = () => fastify.now()
+  const channel = `${config.REDIS_KEY_PREFIX}auth:invalidate`
+  const instance = randomBytes(6).toString('hex')
+  const local = store.kind === 'redis' && config.AUTH_LOCAL_CACHE_TTL_MS > 0 ? new LocalAuthState(config.AUTH_LOCAL_CACHE_TTL_MS, LOCAL_ENTRIES_MAX) : null
+  if (local !== null) {
+    const close = subscribeInvalidations(store, channel, `${config.REDIS_KEY_PREFIX}auth-invalidation`, instance, local, fastify.log)
+    fastify.addHook('onClose', async () => close())
+    // The shared cache may now hold older data (state-cache.ts): so may the copies of it.
+    store.onConnection((event) => { if (event === 'lost') local.clear() })
+  }
 
   async function load (userId: string): Promise<UserState> {
     return (await users.authState(userId)) ?? NO_USER
@@ -107,11 +122,25 @@ export default fp(async (fastify) => {
     }
   }
 
+  /**
+   * After a write of these users' auth state: the local copies go, here at once and
+   * on every instance through the channel (whatever the local cache setting here, others
+   * may hold copies). Published after the write, so an instance that re-reads on the
+   * message finds the new entry. A lost publish bumps the generation like a lost write.
+   */
+  async function announce (userIds: Iterable<string>) {
+    if (store.kind !== 'redis') return
+    const unique = new Set(userIds)
+    for (const id of unique) local?.invalidate(id)
+    await writeOrDistrust(Promise.all([...unique].map((id) => store.publish(channel, invalidation(instance, id)))), 'invalidation')
+  }
+
   async function refresh (userId: string) {
     const generation = authCache.known
     const state = await load(userId)
     // Overwrite (not NX): a reader that raced with the change cannot keep the old state.
     await writeOrDistrust(store.set(userKey(userId), encode(state, generation), cacheMs), 'user state')
+    await announce([userId])
     return state
   }
 
@@ -149,6 +178,7 @@ export default fp(async (fastify) => {
   async function markRevoked (sessions: ReadonlyArray<{ id: string, userId: string }>) {
     if (sessions.length === 0) return
     await writeOrDistrust(Promise.all(sessions.map((s) => store.set(sessionKey(s.userId, s.id), REVOKED, revokedMs))), 'revocation')
+    await announce(sessions.map((s) => s.userId))
   }
 
   async function permissionsChanged (userIds: string[]) {
@@ -163,6 +193,12 @@ export default fp(async (fastify) => {
     // Read once, before Postgres is asked: entries written below carry the generation
     // their Postgres read is at least as new as. -1: the cache is not trusted right now.
     const trusted = authCache.trusted
+    if (local !== null) {
+      const hit = local.get(sessionId, userId, trusted)
+      if (hit !== undefined && hit.expiresAt > now()) return hit.user.state
+    }
+    // Captured before the MGET: an invalidation arriving meanwhile keeps what is read out of the local cache.
+    const seq = local?.seq ?? 0
     let cachedSession: string | null = null
     let cachedUser: string | null = null
     if (trusted >= 0) {
@@ -204,6 +240,7 @@ export default fp(async (fastify) => {
       }
     }
     if (!state.active) throw new AppError('AUTH_SESSION_REVOKED')
+    if (local !== null && trusted >= 0) local.set(seq, sessionId, userId, state, trusted, expiresAt)
     return state
   }
 
