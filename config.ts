@@ -126,7 +126,11 @@ export const ConfigSchema = Type.Object({
   OTP_DAILY_LIMIT: Int(10, 'Codes sent to one destination per UTC day', 1, 1000),
   INVITE_TTL_HOURS: Int(72, 'Lifetime of an invitation code sent to an account created without a password (POST P/users)', 1, 720),
   AVAILABILITY_RATE_LIMIT_PER_IP: Int(10, 'check-user-availability requests per IP per minute', 1),
-  REAUTH_WINDOW_MINUTES: Int(10, 'A login this recent counts as fresh for sensitive changes (email, phone, password); otherwise the current password is required', 1, 1440)
+  REAUTH_WINDOW_MINUTES: Int(10, 'A login this recent counts as fresh for sensitive changes (email, phone, password); otherwise the current password is required', 1, 1440),
+  JWT_ALGORITHM: Type.Union([Type.Literal('EdDSA'), Type.Literal('ES256'), Type.Literal('RS256'), Type.Literal('HS256')], { default: 'EdDSA', description: 'Signature of access and session tokens: EdDSA (Ed25519), ES256 or RS256 with a key pair kept in the database and published at /.well-known/jwks.json, or HS256 with JWT_SECRET_KEY (nothing published). After a switch, tokens signed before it stay valid until they expire. The same on every instance' }),
+  JWT_KEY_ROTATION_DAYS: Int(30, 'A new signing key replaces the current one when it is this many days old (checked at start and hourly, once across instances); the old one stays published until the last token it signed has expired. 0 = only by npm run rotate-keys', 0, 3650),
+  JWT_VERIFY_CACHE_SIZE: Int(10000, 'Verified tokens remembered per key, so a token presented again is not verified again (its expiry still is); 0 = verify every time', 0, 1000000),
+  PUBLIC_URL: OptStr('Public base URL of the API (e.g. https://auth.example.com), used for the absolute URLs of /.well-known/openid-configuration; unset = taken from the request (Host, or X-Forwarded-Host/-Proto from a TRUST_PROXY proxy)')
 })
 
 export type AppConfig = Static<typeof ConfigSchema>
@@ -168,6 +172,7 @@ function productionProblems (config: AppConfig): string[] {
   if (config.ACTIVITY_RETENTION_DAYS > 0 && config.ACTIVITY_RETENTION_DAYS < config.ACTIVITY_MIN_RETENTION_DAYS) problems.push('ACTIVITY_RETENTION_DAYS: must be 0 (keep everything) or at least ACTIVITY_MIN_RETENTION_DAYS')
   if (config.HEADERS_TIMEOUT_MS > config.REQUEST_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS (Node refuses it)')
   problems.push(...redisProblems(config))
+  if (config.PUBLIC_URL !== undefined && !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*[^/?#\s])?$/.test(config.PUBLIC_URL)) problems.push('PUBLIC_URL: must be an http(s) URL without query, fragment or trailing slash, e.g. https://auth.example.com')
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
   // The API's own password policy: a bootstrap admin gets no password a user could not choose.
   if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined) {
