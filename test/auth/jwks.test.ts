@@ -6,6 +6,7 @@ import { createSigner } from 'fast-jwt'
 import { count, isNull } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
 import { signingKey } from '../../db/schema/index.ts'
+import { loadConfig } from '../../config.ts'
 import { buildContext, testSecret } from '../helpers/build.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 import { decodeJwt } from '../helpers/tokens.ts'
@@ -200,4 +201,30 @@ t.test('switching HS256 -> EdDSA keeps earlier HS256 tokens valid until they exp
   t.equal((await back.inject({ url: protectedUrl, headers: bearer(after.access_token) })).statusCode, 200, 'an EdDSA token of before the switch back')
   const jwks = (await back.inject({ url: '/.well-known/jwks.json' })).json() as { keys: Array<{ kid: string }> }
   t.same(jwks.keys.map((k) => k.kid), [decodeJwt(after.access_token).header.kid], 'still published')
+})
+
+t.test('discovery URLs: PUBLIC_URL, else the request\'s host; X-Forwarded-Host/-Proto only from a TRUST_PROXY proxy', async (t) => {
+  const ctx = await buildContext(t)
+  const discovery = (app: FastifyInstance, remoteAddress = '127.0.0.1') => app.inject({
+    url: '/.well-known/openid-configuration',
+    remoteAddress,
+    headers: { host: 'api.internal:3000', 'x-forwarded-host': 'auth.example.com', 'x-forwarded-proto': 'https' }
+  }).then((res) => res.json() as { jwks_uri: string, token_endpoint: string })
+  t.equal((await discovery(ctx.app)).jwks_uri, 'http://api.internal:3000/.well-known/jwks.json', 'no trusted proxy: its headers are ignored')
+  const proxied = await ctx.another({ TRUST_PROXY: '10.0.0.0/8' })
+  t.equal((await discovery(proxied, '10.1.2.3')).jwks_uri, 'https://auth.example.com/.well-known/jwks.json', 'from a trusted proxy')
+  t.equal((await discovery(proxied, '192.0.2.9')).jwks_uri, 'http://api.internal:3000/.well-known/jwks.json', 'not from an untrusted one')
+  const fixed = await ctx.another({ PUBLIC_URL: 'https://id.example.org/auth', MODE: 'v2' })
+  t.match(await discovery(fixed), { jwks_uri: 'https://id.example.org/auth/.well-known/jwks.json', token_endpoint: 'https://id.example.org/auth/v2/token' })
+  t.throws(() => loadConfig({ PUBLIC_URL: 'https://id.example.org/' }), /PUBLIC_URL/, 'no trailing slash')
+})
+
+t.test('an instance whose JWT_SECRET_KEY cannot decrypt the current key refuses to start instead of signing tokens nobody accepts', async (t) => {
+  const ctx = await buildContext(t)
+  const kid = ctx.app.signingKeys.current()!.kid
+  // REDIS_URL unset (in-process store): a start that fails after the store plugin leaves
+  // its Redis connection open, which would hold this test process (seen on the postgres stack).
+  await t.rejects(ctx.another({ JWT_SECRET_KEY: 'another-secret-of-at-least-thirty-two-characters', REDIS_URL: '' }), new RegExp(`signing key ${kid} cannot be decrypted`))
+  const [{ n }] = await ctx.app.db.select({ n: count() }).from(signingKey)
+  t.equal(n, 1, 'and replaced nothing')
 })
