@@ -133,7 +133,11 @@ export const ConfigSchema = Type.Object({
   WEBAUTHN_ORIGINS: OptStr('Passkeys: comma-separated origins the browser ceremonies may run on (https://app.example.com), each on WEBAUTHN_RP_ID or a subdomain of it; unset = http://localhost:<PORT>, required in production'),
   WEBAUTHN_CHALLENGE_TTL_SECONDS: Int(300, 'Passkeys: lifetime of a registration or sign-in challenge (single use)', 30, 3600),
   AUTH_LOCAL_CACHE_TTL_MS: Int(3000, 'Redis stack: how long a session\'s auth state is reused in process at most (a change reaches every instance at once through an invalidation channel; this bounds anything missed); 0 = always ask Redis', 0, 10000),
-  RATE_LIMIT_SYNC_MS: Int(100, 'Redis stack: the global per-IP limit is counted in process and added to the shared counters this often (and when 5% of the limit is pending on a key); the README (choices where the spec is silent) gives the overshoot this allows. 0 = one Redis script per request (exact)', 0, 1000)
+  RATE_LIMIT_SYNC_MS: Int(100, 'Redis stack: the global per-IP limit is counted in process and added to the shared counters this often (and when 5% of the limit is pending on a key); the README (choices where the spec is silent) gives the overshoot this allows. 0 = one Redis script per request (exact)', 0, 1000),
+  JWT_ALGORITHM: Type.Union([Type.Literal('EdDSA'), Type.Literal('ES256'), Type.Literal('RS256'), Type.Literal('HS256')], { default: 'EdDSA', description: 'Signature of access and session tokens: EdDSA (Ed25519), ES256 or RS256 with a key pair kept in the database and published at /.well-known/jwks.json, or HS256 with JWT_SECRET_KEY (nothing published). After a switch, tokens signed before it stay valid until they expire. The same on every instance' }),
+  JWT_KEY_ROTATION_DAYS: Int(30, 'A new signing key replaces the current one when it is this many days old (checked at start and hourly, once across instances); the old one stays published until the last token it signed has expired. 0 = only by npm run rotate-keys', 0, 3650),
+  JWT_VERIFY_CACHE_SIZE: Int(10000, 'Verified tokens remembered per key, so a token presented again is not verified again (its expiry still is); 0 = verify every time', 0, 1000000),
+  PUBLIC_URL: OptStr('Public base URL of the API (e.g. https://auth.example.com), used for the absolute URLs of /.well-known/openid-configuration; unset = taken from the request (Host, or X-Forwarded-Host/-Proto from a TRUST_PROXY proxy)')
 })
 
 export type AppConfig = Static<typeof ConfigSchema>
@@ -175,6 +179,7 @@ function productionProblems (config: AppConfig): string[] {
   if (config.ACTIVITY_RETENTION_DAYS > 0 && config.ACTIVITY_RETENTION_DAYS < config.ACTIVITY_MIN_RETENTION_DAYS) problems.push('ACTIVITY_RETENTION_DAYS: must be 0 (keep everything) or at least ACTIVITY_MIN_RETENTION_DAYS')
   if (config.HEADERS_TIMEOUT_MS > config.REQUEST_TIMEOUT_MS) problems.push('HEADERS_TIMEOUT_MS: must not exceed REQUEST_TIMEOUT_MS (Node refuses it)')
   problems.push(...redisProblems(config))
+  if (config.PUBLIC_URL !== undefined && !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*[^/?#\s])?$/.test(config.PUBLIC_URL)) problems.push('PUBLIC_URL: must be an http(s) URL without query, fragment or trailing slash, e.g. https://auth.example.com')
   if (config.STORAGE_DRIVER === 'gcs' && !config.GOOGLE_STORAGE_BUCKET_NAME) problems.push('GOOGLE_STORAGE_BUCKET_NAME: required when STORAGE_DRIVER=gcs')
   // The API's own password policy: a bootstrap admin gets no password a user could not choose.
   if (config.BOOTSTRAP_ADMIN_PASSWORD !== undefined) {

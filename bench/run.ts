@@ -10,13 +10,20 @@
  *   A: HASH_POOL_THREADS=2, ACTIVITY_LOG_REQUESTS=true   (idle RSS, reads, login, /health under login load, logging on)
  *   B: HASH_POOL_THREADS=1, ACTIVITY_LOG_REQUESTS=false  (logging off, login on one core, the activity list)
  *
+ * A signs with HS256 (JWT_ALGORITHM=HS256), so its rows compare with earlier runs;
+ * `access-eddsa` starts, after A's scenarios, three short-lived APIs for the same
+ * access-token read: EdDSA (the default) with fast-jwt's verified-token cache, EdDSA
+ * without it and HS256 without it (JWT_VERIFY_CACHE_SIZE=0; the cached HS256 read is
+ * A's `access` row). The load repeats one token, so the cached rows show a resource
+ * server's steady state and the uncached ones the cost of the signature check itself.
+ *
  * The API runs compiled (tsconfig.build.json into a temporary folder), as
  * `npm run start:prod` does; BENCH_FROM_SOURCE=1 runs server.ts under tsx.
  *
  * Environment: BENCH_DURATION (seconds per measurement, default 5),
  * BENCH_CONNECTIONS (default 50), BENCH_ONLY (comma-separated scenario ids:
- * health, session, access, users, login, health-under-login, activity-logging,
- * activity-list), BENCH_ACTIVITY_ROWS (default 1,000,000 on PostgreSQL,
+ * health, session, access, access-eddsa, users, login, health-under-login,
+ * activity-logging, activity-list), BENCH_ACTIVITY_ROWS (default 1,000,000 on PostgreSQL,
  * 250,000 embedded), BENCH_PROBE_RATE (req/s of /health under login load, default 200).
  *
  * Prints a results table and a targets table (informative: the exit code is 0
@@ -35,7 +42,7 @@ import { resultsDir, startApi, startBaseline, type Server } from './lib/servers.
 import { seedActivity, seedLoginUser, seedUsers } from './lib/seed.ts'
 import { selectStack, type Stack } from './lib/stack.ts'
 
-const scenarioIds = ['health', 'session', 'access', 'users', 'login', 'health-under-login', 'activity-logging', 'activity-list'] as const
+const scenarioIds = ['health', 'session', 'access', 'access-eddsa', 'users', 'login', 'health-under-login', 'activity-logging', 'activity-list'] as const
 type ScenarioId = typeof scenarioIds[number]
 
 const duration = Number(process.env.BENCH_DURATION ?? 5)
@@ -173,7 +180,7 @@ async function main (): Promise<void> {
     }
 
     // --- API A: two hash threads, request logging on ------------------------------
-    const a = await startPhase('api-A', 'A (HASH_POOL_THREADS=2, ACTIVITY_LOG_REQUESTS=true)', stack, { HASH_POOL_THREADS: '2', ACTIVITY_LOG_REQUESTS: 'true' }, build)
+    const a = await startPhase('api-A', 'A (HASH_POOL_THREADS=2, ACTIVITY_LOG_REQUESTS=true, JWT_ALGORITHM=HS256)', stack, { HASH_POOL_THREADS: '2', ACTIVITY_LOG_REQUESTS: 'true', JWT_ALGORITHM: 'HS256' }, build)
     servers.push(a.server)
     await sleep(2000)
     idleRssMb = rssMb(a.server.pid)
@@ -192,6 +199,19 @@ async function main (): Promise<void> {
       rows.push(row('health-under-login', `GET /health at ${probeRate} req/s during login load`, A, health, base))
       rows.push(row('health-under-login', 'login load beside it (CPU: both loads together)', A, logins, base, false))
       log(`GET /health under login load: p99 ${health.p99} ms (${logins.requestsPerSecond} logins/s meanwhile)`)
+    }
+    if (wanted('access-eddsa')) {
+      const variants: Array<[string, Record<string, string>]> = [
+        ['EdDSA, verified-token cache', { JWT_ALGORITHM: 'EdDSA' }],
+        ['EdDSA, no cache', { JWT_ALGORITHM: 'EdDSA', JWT_VERIFY_CACHE_SIZE: '0' }],
+        ['HS256, no cache', { JWT_ALGORITHM: 'HS256', JWT_VERIFY_CACHE_SIZE: '0' }]
+      ]
+      for (const [label, jwtEnv] of variants) {
+        const phase = await startPhase('api-jwt', `${label} (HASH_POOL_THREADS=1, ACTIVITY_LOG_REQUESTS=true)`, stack, { HASH_POOL_THREADS: '1', ACTIVITY_LOG_REQUESTS: 'true', ...jwtEnv }, build)
+        servers.push(phase.server)
+        await scenario('access-eddsa', `profile read, access token, ${label}`, baseline, phase.server, label.split(',')[0], load(phase.reqs.accessRead))
+        await phase.server.stop()
+      }
     }
     // A stays up, untouched, while B runs: its idle RSS is read once its hash threads
     // have retired (plugins/app/auth/passwords.ts, IDLE_THREAD_MS), i.e. as an instance

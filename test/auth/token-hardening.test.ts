@@ -1,39 +1,42 @@
 import t from 'tap'
-import { createSigner } from 'fast-jwt'
-import { build, testSecret } from '../helpers/build.ts'
+import { build } from '../helpers/build.ts'
+import { signAs } from '../helpers/tokens.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 
 const api = '/api/v1'
 const protectedUrl = `${api}/settings/profile`
-const signWith = (payload: Record<string, unknown>) => createSigner({ key: testSecret, algorithm: 'HS256' })(payload)
 const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()) as Record<string, unknown>
 
-t.test('SR-17: tokens without iss or aud, with an aud array or a future iat are refused', async (t) => {
-  const app = await build(t)
-  const u = await createUser(app)
-  const tokens = await login(app, u.email!)
-  const claims = claimsOf(tokens.access_token)
-  const now = Math.floor(Date.now() / 1000)
+// Both signatures: a key pair (the default, forged with the app's own private key) and HS256.
+for (const algorithm of ['EdDSA', 'HS256'] as const) {
+  t.test(`SR-17: tokens without iss or aud, with an aud array or a future iat are refused (${algorithm})`, async (t) => {
+    const app = await build(t, { JWT_ALGORITHM: algorithm })
+    const signWith = (payload: Record<string, unknown>) => signAs(app, payload)
+    const u = await createUser(app)
+    const tokens = await login(app, u.email!)
+    const claims = claimsOf(tokens.access_token)
+    const now = Math.floor(Date.now() / 1000)
 
-  const control = signWith({ ...claims, jti: 'control-token' })
-  t.equal((await app.inject({ url: protectedUrl, headers: bearer(control) })).statusCode, 200, 're-signed genuine claims are accepted')
+    const control = signWith({ ...claims, jti: 'control-token' })
+    t.equal((await app.inject({ url: protectedUrl, headers: bearer(control) })).statusCode, 200, 're-signed genuine claims are accepted')
 
-  const cases: Record<string, string> = {
-    'no iss': signWith({ ...claims, iss: undefined }),
-    'no aud': signWith({ ...claims, aud: undefined }),
-    'neither iss nor aud': signWith({ ...claims, iss: undefined, aud: undefined }),
-    'aud array holding ours': signWith({ ...claims, aud: [claims.aud, 'another-api'] }),
-    'aud array of ours alone': signWith({ ...claims, aud: [claims.aud] }),
-    'iat an hour ahead': signWith({ ...claims, iat: now + 3600, exp: now + 7200 })
-  }
-  for (const [name, token] of Object.entries(cases)) {
-    const res = await app.inject({ url: protectedUrl, headers: bearer(token) })
-    t.equal(res.statusCode, 401, name)
-    t.equal(res.json().error.code, 'AUTH_INVALID_TOKEN', name)
-    const info = await app.inject({ method: 'POST', url: `${api}/auth/token-info`, headers: bearer(tokens.access_token), payload: { token } })
-    t.same(info.json().data, { active: false }, `${name}: token-info calls it inactive`)
-  }
-})
+    const cases: Record<string, string> = {
+      'no iss': signWith({ ...claims, iss: undefined }),
+      'no aud': signWith({ ...claims, aud: undefined }),
+      'neither iss nor aud': signWith({ ...claims, iss: undefined, aud: undefined }),
+      'aud array holding ours': signWith({ ...claims, aud: [claims.aud, 'another-api'] }),
+      'aud array of ours alone': signWith({ ...claims, aud: [claims.aud] }),
+      'iat an hour ahead': signWith({ ...claims, iat: now + 3600, exp: now + 7200 })
+    }
+    for (const [name, token] of Object.entries(cases)) {
+      const res = await app.inject({ url: protectedUrl, headers: bearer(token) })
+      t.equal(res.statusCode, 401, name)
+      t.equal(res.json().error.code, 'AUTH_INVALID_TOKEN', name)
+      const info = await app.inject({ method: 'POST', url: `${api}/auth/token-info`, headers: bearer(tokens.access_token), payload: { token } })
+      t.same(info.json().data, { active: false }, `${name}: token-info calls it inactive`)
+    }
+  })
+}
 
 t.test('SR-18: token-info reports a refresh token with a wrong MAC as inactive', async (t) => {
   const app = await build(t)

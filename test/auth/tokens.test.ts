@@ -2,51 +2,58 @@ import t from 'tap'
 import { createSigner } from 'fast-jwt'
 import { eq } from 'drizzle-orm'
 import { session } from '../../db/schema/index.ts'
+import { generateKeyPairSync } from 'node:crypto'
 import { build, testSecret } from '../helpers/build.ts'
+import { signAs } from '../helpers/tokens.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 
 const protectedUrl = '/api/v1/settings/profile'
 const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
 
-t.test('SR-17: every forged, expired or misused token is a 401', async (t) => {
-  const app = await build(t)
-  const u = await createUser(app)
-  const tokens = await login(app, u.email!)
-  const claims = JSON.parse(Buffer.from(tokens.access_token.split('.')[1], 'base64url').toString())
-  const now = Math.floor(Date.now() / 1000)
-  const signWith = (key: string, payload: Record<string, unknown>) => createSigner({ key, algorithm: 'HS256' })(payload)
+// Both signatures: a key pair (the default, forged with the app's own private key) and HS256.
+for (const algorithm of ['EdDSA', 'HS256'] as const) {
+  t.test(`SR-17: every forged, expired or misused token is a 401 (${algorithm})`, async (t) => {
+    const app = await build(t, { JWT_ALGORITHM: algorithm })
+    const u = await createUser(app)
+    const tokens = await login(app, u.email!)
+    const claims = JSON.parse(Buffer.from(tokens.access_token.split('.')[1], 'base64url').toString())
+    const now = Math.floor(Date.now() / 1000)
+    const signWith = (key: string, payload: Record<string, unknown>) => key === testSecret ? signAs(app, payload) : createSigner({ key, algorithm: 'HS256' })(payload)
+    const kid = app.signingKeys.current()?.kid
+    const otherKey = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
 
-  t.equal((await app.inject({ url: protectedUrl, headers: bearer(tokens.access_token) })).statusCode, 200, 'the genuine token works')
+    t.equal((await app.inject({ url: protectedUrl, headers: bearer(tokens.access_token) })).statusCode, 200, 'the genuine token works')
 
-  const cases: Record<string, string> = {
-    'alg none': `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`,
-    'wrong key': signWith('another-secret-of-at-least-thirty-two-chars', claims),
-    'edited payload, the signature of the genuine token (which the verifier has cached)': `${tokens.access_token.split('.')[0]}.${b64({ ...claims, sub: '00000000-0000-4000-8000-000000000000' })}.${tokens.access_token.split('.')[2]}`,
-    expired: signWith(testSecret, { ...claims, iat: now - 7200, exp: now - 3600 }),
-    'wrong iss': signWith(testSecret, { ...claims, iss: 'someone-else' }),
-    'wrong aud': signWith(testSecret, { ...claims, aud: 'another-api' }),
-    'wrong type': signWith(testSecret, { ...claims, type: 'refresh' }),
-    'missing sid': signWith(testSecret, { ...claims, sid: undefined }),
-    'refresh token as credential': tokens.refresh_token,
-    garbage: 'not-a-token'
-  }
-  for (const [name, token] of Object.entries(cases)) {
-    const res = await app.inject({ url: protectedUrl, headers: bearer(token) })
-    t.equal(res.statusCode, 401, name)
-    t.match(res.json().error.code, /^AUTH_/, name)
-  }
-  const expired = await app.inject({ url: protectedUrl, headers: bearer(cases.expired) })
-  t.equal(expired.json().error.code, 'AUTH_TOKEN_EXPIRED')
+    const cases: Record<string, string> = {
+      'alg none': `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`,
+      'wrong key': kid === undefined ? signWith('another-secret-of-at-least-thirty-two-chars', claims) : createSigner({ key: otherKey, algorithm: 'EdDSA', kid })(claims),
+      'edited payload, the signature of the genuine token (which the verifier has cached)': `${tokens.access_token.split('.')[0]}.${b64({ ...claims, sub: '00000000-0000-4000-8000-000000000000' })}.${tokens.access_token.split('.')[2]}`,
+      expired: signWith(testSecret, { ...claims, iat: now - 7200, exp: now - 3600 }),
+      'wrong iss': signWith(testSecret, { ...claims, iss: 'someone-else' }),
+      'wrong aud': signWith(testSecret, { ...claims, aud: 'another-api' }),
+      'wrong type': signWith(testSecret, { ...claims, type: 'refresh' }),
+      'missing sid': signWith(testSecret, { ...claims, sid: undefined }),
+      'refresh token as credential': tokens.refresh_token,
+      garbage: 'not-a-token'
+    }
+    for (const [name, token] of Object.entries(cases)) {
+      const res = await app.inject({ url: protectedUrl, headers: bearer(token) })
+      t.equal(res.statusCode, 401, name)
+      t.match(res.json().error.code, /^AUTH_/, name)
+    }
+    const expired = await app.inject({ url: protectedUrl, headers: bearer(cases.expired) })
+    t.equal(expired.json().error.code, 'AUTH_TOKEN_EXPIRED')
 
-  const inQuery = await app.inject({ url: `${protectedUrl}?access_token=${tokens.access_token}` })
-  t.equal(inQuery.statusCode, 401, 'a token in the query string is refused')
-  const inQueryToo = await app.inject({ url: `${protectedUrl}?token=${tokens.access_token}`, headers: bearer(tokens.access_token) })
-  t.equal(inQueryToo.statusCode, 401, 'even next to a valid header')
+    const inQuery = await app.inject({ url: `${protectedUrl}?access_token=${tokens.access_token}` })
+    t.equal(inQuery.statusCode, 401, 'a token in the query string is refused')
+    const inQueryToo = await app.inject({ url: `${protectedUrl}?token=${tokens.access_token}`, headers: bearer(tokens.access_token) })
+    t.equal(inQueryToo.statusCode, 401, 'even next to a valid header')
 
-  const accessAsSessionHeader = await app.inject({ url: protectedUrl, headers: { 'x-session-token': tokens.access_token } })
-  t.equal(accessAsSessionHeader.statusCode, 401, 'X-Session-Token takes session tokens only')
-  t.equal((await app.inject({ url: protectedUrl, headers: { authorization: `Basic ${tokens.access_token}` } })).statusCode, 401, 'not a Bearer scheme')
-})
+    const accessAsSessionHeader = await app.inject({ url: protectedUrl, headers: { 'x-session-token': tokens.access_token } })
+    t.equal(accessAsSessionHeader.statusCode, 401, 'X-Session-Token takes session tokens only')
+    t.equal((await app.inject({ url: protectedUrl, headers: { authorization: `Basic ${tokens.access_token}` } })).statusCode, 401, 'not a Bearer scheme')
+  })
+}
 
 t.test('session tokens work from Authorization and X-Session-Token; access tokens from Authorization', async (t) => {
   const app = await build(t)

@@ -26,6 +26,8 @@ import { generate } from 'otplib'
 const PUBLIC = new Set([
   'GET /health',
   'GET /health/ready',
+  'GET /.well-known/jwks.json',
+  'GET /.well-known/openid-configuration',
   'POST /api/v1/token',
   'POST /api/v1/auth/login-with-password',
   'POST /api/v1/auth/refresh-token',

@@ -75,7 +75,7 @@ export default fp(async (fastify) => {
   async function authenticate (request: FastifyRequest): Promise<AuthContext> {
     const credential = readCredential(request)
     if (!credential) throw new AppError('AUTH_REQUIRED')
-    const token = fastify.tokens.verify(credential.token)
+    const token = await fastify.tokens.verify(credential.token)
     if (credential.from === 'x-session-token' && token.type !== 'session') throw new AppError('AUTH_INVALID_TOKEN')
     const state = await fastify.authState.check(token)
     // A session token's permissions hold while the user's permission version is unchanged (SR-22).

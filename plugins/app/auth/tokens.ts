@@ -1,16 +1,26 @@
 import fp from 'fastify-plugin'
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto'
+import { createSigner, createVerifier } from 'fast-jwt'
 import type { Session, User } from '../../../db/schema/index.ts'
 import { AppError } from '../../../schemas/errors.ts'
 import { toPublicUser, type PublicUser } from '../accounts/users.ts'
 import type { AuthContext } from './authenticate.ts'
+import type { CurrentKey, PublishedKey } from './signing-keys.ts'
+import { verifyOptions } from '../../external/jwt.ts'
 import type { UserState } from './user-state.ts'
 
 /**
  * The tokens of API.md, issued and verified here only.
  *
- * - Access and session tokens are JWTs (HS256, fixed iss/aud, plugins/external/jwt.ts)
- *   carrying the session id. A session token also carries what a request would
+ * - Access and session tokens are JWTs (fixed iss/aud) carrying the session id, signed
+ *   with the current key pair of signing-keys.ts (EdDSA, ES256 or RS256, its `kid` in
+ *   the header), or with HS256 and the server secret when JWT_ALGORITHM=HS256
+ *   (plugins/external/jwt.ts). Verification picks the key by `kid`, among the published
+ *   keys only, and allows only that key's algorithm: a token of an unpublished key, or
+ *   with another `alg` (HS256 over a public key, `none`) is refused (SR-17). A token
+ *   without `kid` is HS256: accepted while no key pair is in use, or when issued
+ *   (`iat`) before the key pair in use was created, i.e. before a switch to key pairs;
+ *   its `exp` ends it as usual. A session token also carries what a request would
  *   otherwise look up: the permissions with their version, the super-admin flag and
  *   a profile snapshot with the account's last_updated it was taken at.
  * - The claims keep their compact names on the wire (tokens already issued keep
@@ -80,8 +90,11 @@ export interface TokenBundle {
 export interface TokenService {
   /** The three tokens of a session, for its refresh generation and the user's current state. */
   issue: (account: User, row: Session, generation: number, state: UserState) => TokenBundle
-  /** Verifies an access or session token; AUTH_TOKEN_EXPIRED or AUTH_INVALID_TOKEN on any doubt (SR-17). */
-  verify: (token: string) => VerifiedToken
+  /**
+   * Verifies an access or session token; AUTH_TOKEN_EXPIRED or AUTH_INVALID_TOKEN on
+   * any doubt (SR-17). Asynchronous only for a kid this instance does not know yet.
+   */
+  verify: (token: string) => Promise<VerifiedToken>
   /** `<sid>.<generation>` of a well-formed refresh token; null otherwise (nothing verified yet). */
   parseRefreshToken: (token: string) => { sessionId: string, generation: number } | null
   /** Whether `token` is the session's refresh token of that generation (MAC compared in constant time). */
@@ -106,6 +119,18 @@ export function currentProfileSnapshot (auth: AuthContext): PublicUser | undefin
   const token = auth.token
   if (token.type !== 'session' || token.profile === undefined || token.profileUpdatedAt !== auth.state.lastUpdated) return undefined
   return token.profile
+}
+
+/** The JOSE header of a compact JWT, without verifying anything; undefined when unreadable. */
+function headerOf (token: string): { kid?: unknown } | undefined {
+  const dot = token.indexOf('.')
+  if (dot <= 0 || dot > 1024) return undefined
+  try {
+    const header: unknown = JSON.parse(Buffer.from(token.slice(0, dot), 'base64url').toString())
+    return typeof header === 'object' && header !== null ? header : undefined
+  } catch {
+    return undefined
+  }
 }
 
 function safeEqual (a: string, b: string) {
@@ -144,11 +169,52 @@ export default fp(async (fastify) => {
     return view
   }
 
-  function verify (token: string): VerifiedToken {
+  const { signingKeys } = fastify
+  const common = verifyOptions(config)
+  // One signer per signing key and one caching verifier per published key, by kid,
+  // built on first use (the key set is re-read every minute; the caches stay).
+  const signers = new Map<string, (payload: object) => string>()
+  const verifiers = new Map<string, (token: string) => WireClaims>()
+  const signerOf = (key: CurrentKey) => {
+    let signer = signers.get(key.kid)
+    if (signer === undefined) {
+      signer = createSigner({ key: key.privatePem, algorithm: key.alg, kid: key.kid, iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE })
+      signers.set(key.kid, signer)
+    }
+    return signer
+  }
+  const verifierOf = (key: PublishedKey) => {
+    let verifier = verifiers.get(key.kid)
+    if (verifier === undefined) {
+      verifier = createVerifier({ key: key.publicPem, algorithms: [key.alg], ...common }) as (token: string) => WireClaims
+      verifiers.set(key.kid, verifier)
+    }
+    return verifier
+  }
+
+  /** The signature check: by kid among the published keys, or HS256 without one. */
+  async function verifySignature (token: string): Promise<WireClaims> {
+    const header = headerOf(token)
+    if (header === undefined) throw new AppError('AUTH_INVALID_TOKEN')
+    if (header.kid === undefined) {
+      const claims = fastify.jwt.verify<WireClaims>(token)
+      // HS256 outside its use: only a token issued before the key pair in use was created.
+      const inUse = signingKeys.current()
+      if (inUse !== undefined && !(typeof claims.iat === 'number' && claims.iat * 1000 <= inUse.createdAt + IAT_SKEW_SECONDS * 1000)) throw new AppError('AUTH_INVALID_TOKEN')
+      return claims
+    }
+    if (typeof header.kid !== 'string') throw new AppError('AUTH_INVALID_TOKEN')
+    const key = signingKeys.get(header.kid) ?? await signingKeys.find(header.kid)
+    if (key === undefined) throw new AppError('AUTH_INVALID_TOKEN')
+    return verifierOf(key)(token)
+  }
+
+  async function verify (token: string): Promise<VerifiedToken> {
     let claims: WireClaims
     try {
-      claims = fastify.jwt.verify<WireClaims>(token)
+      claims = await verifySignature(token)
     } catch (error) {
+      if (error instanceof AppError) throw error
       const code = (error as { code?: string }).code
       throw new AppError(code === 'FAST_JWT_EXPIRED' ? 'AUTH_TOKEN_EXPIRED' : 'AUTH_INVALID_TOKEN')
     }
@@ -162,7 +228,9 @@ export default fp(async (fastify) => {
   function sign (claims: Omit<WireClaims, 'iat' | 'exp' | 'jti'>, ttlMs: number, capAt: number) {
     const issuedAt = now()
     const exp = Math.floor(Math.min(issuedAt + ttlMs, capAt) / 1000)
-    return { token: fastify.jwt.sign({ ...claims, jti: randomUUID(), iat: Math.floor(issuedAt / 1000), exp }), exp }
+    const payload = { ...claims, jti: randomUUID(), iat: Math.floor(issuedAt / 1000), exp }
+    const key = signingKeys.current()
+    return { token: key === undefined ? fastify.jwt.sign(payload) : signerOf(key)(payload), exp }
   }
 
   const mac = (sid: string, generation: number, salt: string) =>
@@ -214,4 +282,4 @@ export default fp(async (fastify) => {
     parseRefreshToken,
     refreshTokenMatches: (row, generation, token) => safeEqual(token, refreshTokenOf(row, generation))
   } satisfies TokenService)
-}, { name: 'tokens', dependencies: ['jwt'] })
+}, { name: 'tokens', dependencies: ['jwt', 'signing-keys'] })

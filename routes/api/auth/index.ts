@@ -128,7 +128,7 @@ const auth: FastifyPluginAsyncTypebox = async (fastify) => {
     }
     let presented: VerifiedToken
     try {
-      presented = fastify.tokens.verify(token)
+      presented = await fastify.tokens.verify(token)
     } catch {
       return reply.ok({ active: false })
     }
