@@ -6,7 +6,7 @@ import { buildContext, stack } from '../helpers/build.ts'
 import { bearer, createUser, login } from '../helpers/users.ts'
 import { executeRows } from '../../db/client.ts'
 import { loadConfig } from '../../config.ts'
-import { listSelect, listWindowStarts, statisticsSql, type Filter } from '../../plugins/app/activity/queries.ts'
+import { fetchSize, listSelect, listWindowStarts, statisticsSql, type Filter } from '../../plugins/app/activity/queries.ts'
 import { isPartitioned, listPartitions, maintainPartitions, MAINTENANCE_LOCK_KEY, nextBoundary, partitionName } from '../../plugins/app/activity/partitions.ts'
 
 const api = '/api/v1'
@@ -153,6 +153,16 @@ t.test('a page reads the day before its position, then the month, and only then 
   t.same(listWindowStarts({ to: new Date(NOW - 100 * DAY) }, undefined, NOW), [iso(NOW - 101 * DAY), iso(NOW - 131 * DAY)], 'from `to` when it is earlier')
   t.same(listWindowStarts({ from: new Date(NOW - 10 * DAY) }, undefined, NOW), [iso(NOW - DAY)], '`from` within the month: the day, then the range itself')
   t.same(listWindowStarts({ from: new Date(NOW - DAY / 2) }, undefined, NOW), [], '`from` within the day: the range itself')
+})
+
+t.test('list statements carry a literal LIMIT: with a parameter there PostgreSQL prices the generic plan as a tenth of the table and plans every execution anew', async (t) => {
+  const { app } = await buildContext(t)
+  t.same([1, 10, 11, 20, 21, 50, 51, 100].map(fetchSize), [11, 11, 21, 21, 51, 51, 101, 101], 'the page size plus one, rounded up to a few sizes')
+  for (const rows of [11, 21, 51, 101]) {
+    const query = listSelect(app.db, ['module', 'level'], true, true, rows).toSQL()
+    t.match(query.sql, new RegExp(` limit ${rows}$`), `LIMIT ${rows} in the text`)
+    t.same(query.params.map((p) => (p as { name?: string }).name).sort(), ['cursor_at', 'cursor_at', 'cursor_id', 'level', 'module', 'since'], 'no parameter for it')
+  }
 })
 
 t.test('cleanup drops the partitions wholly past the cutoff and deletes rows only in the partial one', async (t) => {

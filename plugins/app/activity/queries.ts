@@ -173,6 +173,8 @@ export function listWindowStarts (filters: ActivityFilters, cursorAt: string | u
  * more than running the query (docs/performance.md, "Activity lists").
  */
 const FETCH_SIZES = [11, 21, 51, 101] as const
+/** How often a page of a sparse filter tries the narrowest window again (see `list`). */
+const HINT_RETRY = 32
 export const fetchSize = (limit: number): number => FETCH_SIZES.find((size) => size > limit) ?? limit + 1
 
 /**
@@ -192,7 +194,8 @@ export function listSelect (db: Database, names: readonly Filter[], withCursor: 
     .from(activityLog)
     .where(and(...where))
     .orderBy(desc(activityLog.created_at), desc(activityLog.log_id))
-    .limit(rows)
+    // drizzle binds a number as a parameter; an SQL chunk is written into the text as is.
+    .limit(sql.raw(String(Math.trunc(rows))) as unknown as number)
 }
 
 /** The statistics query: one scan, four groupings, over the from/to range (which prunes partitions). */
@@ -223,6 +226,10 @@ export default fp(async (fastify) => {
     return listSelect(db, names, withCursor, withWindow, rows).prepare(`activity_list_${n}`)
   }
 
+  /** Per combination of filters (at most 2^7 keys): the index of the window that filled its last page. */
+  const windowHints = new Map<string, number>()
+  let pages = 0
+
   const queries: ActivityQueries = {
     async list (filters, { limit, cursor }) {
       const position = cursor ? decodeCursor(cursor) : undefined
@@ -238,16 +245,25 @@ export default fp(async (fastify) => {
           ...(since ? { since } : {})
         })
       }
-      // A window's rows are all newer than any outside it: a full page from it is the page.
+      // A window's rows are all newer than any outside it: a full page from any window is
+      // the page. So a page starts at the window that filled the last page of the same
+      // filters (a sparse filter skips the reads that would come back short), and every
+      // HINT_RETRY-th page starts from the narrowest again, in case the rows grew denser.
+      const starts = listWindowStarts(filters, position?.at, fastify.now())
+      const hintKey = names.join(',')
+      const first = pages++ % HINT_RETRY === 0 ? 0 : Math.min(windowHints.get(hintKey) ?? 0, starts.length)
       let rows: Awaited<ReturnType<typeof run>> | undefined
-      for (const since of listWindowStarts(filters, position?.at, fastify.now())) {
-        const found = await run(since)
+      let filled = starts.length
+      for (let i = first; i < starts.length; i++) {
+        const found = await run(starts[i])
         if (found.length > limit) {
           rows = found
+          filled = i
           break
         }
       }
       rows ??= await run(undefined)
+      windowHints.set(hintKey, filled)
       const more = rows.length > limit
       const page = more ? rows.slice(0, limit) : rows
       const last = page.at(-1)
