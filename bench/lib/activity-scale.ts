@@ -5,7 +5,6 @@ import path from 'node:path'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import postgres from 'postgres'
-import { Redis } from 'ioredis'
 import { Placeholder } from 'drizzle-orm'
 import { PgDialect } from 'drizzle-orm/pg-core'
 import { openDatabase, type DatabaseHandle } from '../../db/client.ts'
@@ -16,6 +15,7 @@ import { dropPartitionsBefore, listPartitions, maintainPartitions, withMaintenan
 import { API, bearer, login } from './api.ts'
 import { adminEmail, startApi, type Server } from './servers.ts'
 import { DAY, loadRows, median, niceBackend, scratchDatabase, seconds } from './activity-data.ts'
+import { deleteRedisKeys } from './stack.ts'
 
 /**
  * `npm run bench:partitions -- scale` (docs/activity-log.md). Two scratch
@@ -45,22 +45,6 @@ interface Case {
 }
 
 const LIMIT = 50
-
-async function deleteRedisKeys (url: string, prefix: string): Promise<void> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null })
-  redis.on('error', () => {})
-  try {
-    await redis.connect()
-    let cursor = '0'
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-      if (keys.length > 0) await redis.unlink(...keys)
-      cursor = next
-    } while (cursor !== '0')
-  } finally {
-    redis.disconnect()
-  }
-}
 
 interface Site {
   label: string

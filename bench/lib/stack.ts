@@ -85,7 +85,8 @@ async function dropStaleBenchDatabases (sql: postgres.Sql): Promise<void> {
   }
 }
 
-async function deleteRedisKeys (url: string, prefix: string): Promise<void> {
+/** Deletes the keys under `prefix` (a bench run's own) from the Redis server at `url`. */
+export async function deleteRedisKeys (url: string, prefix: string): Promise<void> {
   const redis = new Redis(url, { lazyConnect: true, connectTimeout: 2000, maxRetriesPerRequest: 1, retryStrategy: () => null })
   redis.on('error', () => {})
   try {
