@@ -120,7 +120,9 @@ t.test('SR-38: sends and checks are audited, never with the code', async (t) => 
 })
 
 t.test('SR-11: the hash is keyed by the server secret', { skip: stack === 'postgres' ? false : 'needs two instances sharing one Redis' }, async (t) => {
-  const ctx = await buildContext(t, { LOAD_SHED_EVENT_LOOP_DELAY_MS: '0' })
+  // HS256: an instance under another secret could not decrypt the database's signing key
+  // pair and would refuse to start (signing-keys.ts); what is shown here is the OTP hash.
+  const ctx = await buildContext(t, { LOAD_SHED_EVENT_LOOP_DELAY_MS: '0', JWT_ALGORITHM: 'HS256' })
   await sendCode(ctx.app, { email: 'keyed@example.com', purpose: 'signup' })
   const code = lastCode(ctx.app, 'keyed@example.com')
   const otherSecret = await ctx.another({ JWT_SECRET_KEY: 'another-secret-of-at-least-thirty-two-chars' })

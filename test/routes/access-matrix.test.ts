@@ -10,6 +10,7 @@ import { png } from '../upload/samples.ts'
 import { activityLog, permission, user } from '../../db/schema/index.ts'
 import { actor, fastEnv, groupWith, type Actor } from '../admin/helpers.ts'
 import { generate } from 'otplib'
+import { SoftAuthenticator } from '../helpers/webauthn.ts'
 
 /**
  * SR-24, table-driven over every route of the API, read from the OpenAPI
@@ -35,6 +36,8 @@ const PUBLIC = new Set([
   'POST /api/v1/auth/verify-one-time-password',
   'POST /api/v1/auth/login-with-otp',
   'POST /api/v1/auth/mfa/challenge',
+  'POST /api/v1/auth/passkeys/login/options',
+  'POST /api/v1/auth/passkeys/login/verify',
   'POST /api/v1/auth/check-user-availability',
   'POST /api/v1/auth/forget-password',
   'POST /api/v1/auth/verify',
@@ -94,6 +97,19 @@ async function startTotp (app: FastifyInstance, me: Actor) {
 }
 const totp = (app: FastifyInstance, secret: string, stepOffset = 0) => generate({ secret, epoch: Math.floor(app.now() / 1000) + stepOffset * 30 })
 
+/** A registration answer to the caller's passkey options, from a software authenticator on the test config's origin. */
+async function passkeyRegistration (app: FastifyInstance, me: Actor) {
+  const res = await app.inject({ method: 'POST', url: '/api/v1/auth/passkeys/register/options', headers: me.headers })
+  if (res.statusCode !== 200) throw new Error(`passkeys/register/options: ${res.body}`)
+  return { credential: new SoftAuthenticator({ origin: 'http://localhost:3000', rpId: 'localhost' }).create(res.json().data) }
+}
+/** Registers a passkey for the caller: its id. */
+async function registerPasskey (app: FastifyInstance, me: Actor) {
+  const res = await app.inject({ method: 'POST', url: '/api/v1/auth/passkeys/register/verify', headers: me.headers, payload: await passkeyRegistration(app, me) })
+  if (res.statusCode !== 200) throw new Error(`passkeys/register/verify: ${res.body}`)
+  return res.json().data.id as string
+}
+
 /** Example inputs, keyed like the OpenAPI document: `METHOD /path/{param}`. */
 const examples: Record<string, Example> = {
   // auth
@@ -135,6 +151,13 @@ const examples: Record<string, Example> = {
       return { headers: { authorization: `Bearer ${second.json().data.access_token as string}` } }
     }
   },
+
+  // passkeys
+  'POST /api/v1/auth/passkeys/register/options': {},
+  'POST /api/v1/auth/passkeys/register/verify': { sample: async ({ app, me }) => ({ payload: await passkeyRegistration(app, me) }) },
+  'GET /api/v1/auth/passkeys': {},
+  'PATCH /api/v1/auth/passkeys/{passkey_id}': { sample: async ({ app, me }) => ({ params: { passkey_id: await registerPasskey(app, me) }, payload: { name: 'Renamed' } }) },
+  'DELETE /api/v1/auth/passkeys/{passkey_id}': { sample: async ({ app, me }) => ({ params: { passkey_id: await registerPasskey(app, me) } }) },
 
   // health
   'GET /api/v1/health/system': {},
