@@ -73,7 +73,8 @@ export const PasskeyLoginBody = StrictObject({
     response: Type.Object({
       clientDataJSON: B64u(8192),
       authenticatorData: B64u(8192),
-      signature: B64u(2048),
+      // Up to 8192: post-quantum ML-DSA signatures are 2.4-4.6 KB (ML-DSA-87: 6,170 characters here).
+      signature: B64u(8192),
       userHandle: Type.Optional(Type.String({ maxLength: 512 }))
     }),
     clientExtensionResults: Type.Object({}),
