@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type TProperties } from '@sinclair/typebox'
 import { Nullable, StrictObject } from './envelope.ts'
 import { ref } from './ref.ts'
 
@@ -45,19 +45,22 @@ export const PasskeyRequestOptionsSchema = Type.Object({
   hints: Type.Optional(Type.Array(Type.String()))
 }, { $id: 'PasskeyRequestOptions', description: 'For navigator.credentials.get({ publicKey }) (JSON form: binary fields base64url)' })
 
+/** A PublicKeyCredential in its toJSON() form: the fields every ceremony shares, around its `response`. */
+const CredentialJson = <R extends TProperties>(response: R, description: string) => Type.Object({
+  id: B64u(1366),
+  rawId: B64u(1366),
+  type: Type.Literal('public-key'),
+  response: Type.Object(response),
+  clientExtensionResults: Type.Object({}),
+  authenticatorAttachment: Type.Optional(Type.String({ maxLength: 32 }))
+}, { description })
+
 export const PasskeyRegistrationBody = StrictObject({
-  credential: Type.Object({
-    id: B64u(1366),
-    rawId: B64u(1366),
-    type: Type.Literal('public-key'),
-    response: Type.Object({
-      clientDataJSON: B64u(8192),
-      attestationObject: B64u(65536),
-      transports: Type.Optional(Transports)
-    }),
-    clientExtensionResults: Type.Object({}),
-    authenticatorAttachment: Type.Optional(Type.String({ maxLength: 32 }))
-  }, { description: 'The new credential, as PublicKeyCredential.toJSON() gives it' }),
+  credential: CredentialJson({
+    clientDataJSON: B64u(8192),
+    attestationObject: B64u(65536),
+    transports: Type.Optional(Transports)
+  }, 'The new credential, as PublicKeyCredential.toJSON() gives it'),
   name: Type.Optional(PasskeyName)
 }, { $id: 'PasskeyRegistrationRequest' })
 
@@ -66,20 +69,13 @@ export const PasskeyLoginOptionsBody = StrictObject({
 }, { $id: 'PasskeyLoginOptionsRequest' })
 
 export const PasskeyLoginBody = StrictObject({
-  credential: Type.Object({
-    id: B64u(1366),
-    rawId: B64u(1366),
-    type: Type.Literal('public-key'),
-    response: Type.Object({
-      clientDataJSON: B64u(8192),
-      authenticatorData: B64u(8192),
-      // Up to 8192: post-quantum ML-DSA signatures are 2.4-4.6 KB (ML-DSA-87: 6,170 characters here).
-      signature: B64u(8192),
-      userHandle: Type.Optional(Type.String({ maxLength: 512 }))
-    }),
-    clientExtensionResults: Type.Object({}),
-    authenticatorAttachment: Type.Optional(Type.String({ maxLength: 32 }))
-  }, { description: 'The assertion, as PublicKeyCredential.toJSON() gives it' })
+  credential: CredentialJson({
+    clientDataJSON: B64u(8192),
+    authenticatorData: B64u(8192),
+    // Up to 8192: post-quantum ML-DSA signatures are 2.4-4.6 KB (ML-DSA-87: 6,170 characters here).
+    signature: B64u(8192),
+    userHandle: Type.Optional(Type.String({ maxLength: 512 }))
+  }, 'The assertion, as PublicKeyCredential.toJSON() gives it')
 }, { $id: 'PasskeyLoginRequest' })
 
 export const PasskeyRenameBody = StrictObject({ name: PasskeyName }, { $id: 'PasskeyRenameRequest' })
